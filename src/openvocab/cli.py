@@ -1,0 +1,274 @@
+"""The ``openvocab`` command line: classify, labels, model.
+
+Every user-caused failure prints one line (``error: <file>: <problem>``) and exits non-zero; batch commands carry on
+past bad files, list them at the end and exit 1. Heavy imports happen inside commands so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from openvocab.errors import InputError, OpenVocabError
+
+DEFAULT_MODEL = os.environ.get("OPENVOCAB_MODEL", "openai/clip-vit-base-patch32")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Open-vocabulary video classification: any video, any labels.\n\n"
+    "Example: openvocab classify my_video.mp4 --labels 'playing guitar, yoga, dog barking' --model /models/clip-vit-b-32",
+)
+labels_app = typer.Typer(no_args_is_help=True, help="Manage the label bank (cached label embeddings).")
+model_app = typer.Typer(no_args_is_help=True, help="Create or inspect model directories.")
+app.add_typer(labels_app, name="labels")
+app.add_typer(model_app, name="model")
+
+_MODEL_HELP = "Hub id or local model directory (env OPENVOCAB_MODEL sets the default)."
+_PROMPTS_HELP = "Prompt set: 'ensemble' (CLIP's 28 Kinetics templates), 'single', 'classname', or a templates file."
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(format="warning: %(message)s", level=logging.ERROR if quiet else logging.WARNING, stream=sys.stderr, force=True)
+    for noisy in ("transformers", "huggingface_hub", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+
+def _gather_labels(labels: Optional[str], labels_file: Optional[Path], extra: Optional[List[str]] = None) -> list[str]:
+    from openvocab.text.prompts import parse_labels_arg, read_labels_file
+
+    out: list[str] = list(extra or [])
+    if labels is not None:
+        out.extend(parse_labels_arg(labels))
+    if labels_file is not None:
+        out.extend(read_labels_file(labels_file))
+    if labels is None and labels_file is None and not extra:
+        raise InputError("no labels given: use --labels 'a, b, c' or --labels-file FILE")
+    return out
+
+
+def _write_output(text: str, output: Optional[Path]) -> None:
+    """Print, or write atomically (temp file, fsync, rename) so an existing file is never half-overwritten."""
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    output = output.expanduser()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text if text.endswith("\n") else text + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _label_bank_arg(label_bank: Optional[Path], no_label_bank: bool):
+    if no_label_bank:
+        return False
+    return label_bank if label_bank is not None else True
+
+
+@app.command()
+def classify(
+    paths: List[str] = typer.Argument(..., help="Video files, folders (searched recursively), frame folders or glob patterns."),
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", help="Comma-separated labels, e.g. 'playing guitar, yoga, dog barking'."),
+    labels_file: Optional[Path] = typer.Option(None, "--labels-file", "-L", help="Labels file: one per line (or .csv with a 'label' column, or a .json list)."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=_MODEL_HELP),
+    frames: int = typer.Option(8, "--frames", "-f", help="Frames per view."),
+    sampler: str = typer.Option("uniform", "--sampler", help="'uniform' (TSN segments over the whole video) or 'dense' (consecutive frames at --stride)."),
+    stride: int = typer.Option(4, "--stride", help="Frame stride of the dense sampler (MOV: 16 frames, stride 4)."),
+    views: str = typer.Option("1x1", "--views", help="Temporal clips x spatial crops, e.g. 1x1 or 4x3 (scores averaged over views)."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="How many ranked labels to report."),
+    multi_label: bool = typer.Option(False, "--multi-label", help="Score each label independently (sigmoid); uncalibrated until calibration lands."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Multi-label decision threshold on the sigmoid score."),
+    segments: Optional[int] = typer.Option(None, "--segments", help="Time windows in the per-segment timeline (default: --frames; 0 disables)."),
+    timeline: bool = typer.Option(False, "--timeline", help="Show the per-segment timeline in the table output."),
+    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file (atomically) instead of stdout."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps ..."),
+    prompts: str = typer.Option("ensemble", "--prompts", help=_PROMPTS_HELP),
+    template: Optional[str] = typer.Option(None, "--template", help="The template of --prompts single, with one {} for the label."),
+    label_bank: Optional[Path] = typer.Option(None, "--label-bank", help="Label bank file (default: ~/.cache/openvocab/label_bank.sqlite)."),
+    no_label_bank: bool = typer.Option(False, "--no-label-bank", help="Do not cache label embeddings."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no warnings."),
+) -> None:
+    """Rank LABELS for each video. Example:
+
+    openvocab classify clips/ --labels 'playing guitar, yoga, dog barking' --model /models/clip-vit-b-32 --views 4x3 --format json
+    """
+    _setup_logging(quiet)
+    if fmt not in {"table", "json", "csv"}:
+        raise InputError(f"--format must be table, json or csv, got '{fmt}'")
+    from openvocab.io.discover import expand_inputs
+
+    videos, problems = expand_inputs(paths)
+    label_list = _gather_labels(labels, labels_file)
+    if not videos:
+        for path, why in problems:
+            _stderr(f"error: {path}: {why}")
+        raise typer.Exit(1)
+
+    import openvocab
+    from openvocab.results import render_table, to_csv, to_json
+
+    clf = openvocab.load(model, device=device, label_bank=_label_bank_arg(label_bank, no_label_bank), prompts=prompts, template=template)
+    kwargs = dict(frames=frames, sampler=sampler, stride=stride, views=views, top_k=top_k, multi_label=multi_label, threshold=threshold, segments=segments, on_error="skip")
+    if quiet or len(videos) == 1:
+        results = clf.classify(videos, label_list, **kwargs)
+    else:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"), console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("", total=len(videos))
+            results = clf.classify(videos, label_list, progress=lambda i, name: bar.update(task, completed=i, description=Path(name).name), **kwargs)
+
+    if fmt == "json":
+        _write_output(to_json(results), output)
+    elif fmt == "csv":
+        _write_output(to_csv(results), output)
+    elif output is not None:
+        _write_output(to_json(results), output) if output.suffix == ".json" else _write_output(to_csv(results), output)
+    else:
+        from rich.console import Console
+
+        Console(soft_wrap=True).print(render_table(results, show_segments=timeline))
+
+    failed = [(r.path, r.error) for r in results if not r.ok] + [(p, w) for p, w in problems]
+    for _path, why in failed:
+        _stderr(f"error: {why}" if str(why).startswith(str(_path)) else f"error: {_path}: {why}")
+    if failed:
+        _stderr(f"{len(failed)} of {len(results) + len(problems)} inputs failed; {sum(r.ok for r in results)} classified")
+        raise typer.Exit(1)
+
+
+@labels_app.command("add")
+def labels_add(
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", help="Comma-separated labels."),
+    labels_file: Optional[Path] = typer.Option(None, "--labels-file", "-L", help="Labels file, one per line."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=_MODEL_HELP),
+    prompts: str = typer.Option("ensemble", "--prompts", help=_PROMPTS_HELP),
+    template: Optional[str] = typer.Option(None, "--template", help="Template for --prompts single."),
+    label_bank: Optional[Path] = typer.Option(None, "--label-bank", help="Label bank file."),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Encode labels into the bank ahead of time (only labels not yet there are encoded). Example:
+
+    openvocab labels add --labels-file kinetics400.txt --model /models/clip-vit-b-16
+    """
+    _setup_logging(False)
+    import openvocab
+    from openvocab.text.prompts import clean_labels
+
+    label_list, warnings = clean_labels(_gather_labels(labels, labels_file))
+    for w in warnings:
+        _stderr(f"warning: {w}")
+    clf = openvocab.load(model, device=device, label_bank=label_bank or True, prompts=prompts, template=template)
+    clf.label_embeddings(label_list)
+    print(f"{len(label_list)} labels in the bank for this model and prompt set; {clf.last_encoded_labels} newly encoded ({clf.label_bank.path})")
+
+
+@labels_app.command("list")
+def labels_list(
+    label_bank: Optional[Path] = typer.Option(None, "--label-bank", help="Label bank file."),
+    fingerprint: Optional[str] = typer.Option(None, "--fingerprint", help="Only this model fingerprint."),
+) -> None:
+    """List cached labels with their model fingerprint and prompt set. Example: openvocab labels list"""
+    from openvocab.text.label_bank import LabelBank
+
+    bank = LabelBank(label_bank or LabelBank.default_path())
+    records = bank.list(fingerprint=fingerprint)
+    for rec in records:
+        print(f"{rec.fingerprint}\t{rec.prompt_key}\t{rec.dim}\t{rec.label}")
+    _stderr(f"{len(records)} labels in {bank.path}")
+
+
+@labels_app.command("export")
+def labels_export(
+    output: Path = typer.Argument(..., help="Output file: .npz (labels + embeddings), .json or .csv."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=_MODEL_HELP),
+    prompts: str = typer.Option("ensemble", "--prompts", help=_PROMPTS_HELP),
+    template: Optional[str] = typer.Option(None, "--template"),
+    label_bank: Optional[Path] = typer.Option(None, "--label-bank", help="Label bank file."),
+) -> None:
+    """Export the cached embeddings of one model and prompt set. Example: openvocab labels export k400.npz -m DIR"""
+    _setup_logging(False)
+    import openvocab
+
+    clf = openvocab.load(model, label_bank=label_bank or True, prompts=prompts, template=template)
+    n = clf.label_bank.export(output, fingerprint=clf.backbone.fingerprint, prompt_key=clf.prompts.key)
+    print(f"exported {n} labels to {output}")
+
+
+@model_app.command("create")
+def model_create(
+    directory: Path = typer.Argument(..., help="Where to write the model directory."),
+    arch: str = typer.Option("tiny", "--arch", help="tiny, vit-b-32, vit-b-16 or vit-l-14."),
+    seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing non-empty directory."),
+) -> None:
+    """Write an architecture-exact CLIP with RANDOM weights and a real CLIP tokenizer (for offline tests and
+    speed measurements; its scores are meaningless). Example: openvocab model create --arch vit-b-32 /tmp/vitb32
+    """
+    from openvocab.models.create import create_model_dir
+
+    path = create_model_dir(arch, directory, seed=seed, overwrite=overwrite)
+    print(f"wrote a random-weight {arch} CLIP model to {path}")
+
+
+@model_app.command("info")
+def model_info(model: str = typer.Argument(..., help=_MODEL_HELP)) -> None:
+    """Show a model's architecture, embedding size, logit scale and label-bank fingerprint."""
+    _setup_logging(False)
+    from openvocab.models.backbone import ClipBackbone
+
+    bb = ClipBackbone.from_pretrained(model)
+    v = bb.clip.config.vision_config
+    print(f"source: {bb.source}\nvision: {v.num_hidden_layers} layers, width {v.hidden_size}, patch {v.patch_size}, image {v.image_size}")
+    print(f"embedding dim: {bb.embed_dim}\nlogit scale: {bb.logit_scale:.4f}\nfingerprint: {bb.fingerprint}\nrandom weights: {bb.random_weights}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning any OpenVocabError into one line on stderr and exit code 2."""
+    try:
+        rc = app(standalone_mode=False)  # click returns the exit code of typer.Exit here
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except OpenVocabError as exc:
+        _stderr(f"error: {exc}")
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _stderr("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Video input: discovering files, decoding with PyAV, temporal samplers and batched torch preprocessing."""

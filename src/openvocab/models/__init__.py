@@ -1,0 +1,1 @@
+"""Models: the CLIP backbone wrapper and architecture-exact random model creation."""

@@ -1,0 +1,238 @@
+"""The CLIP backbone: one wrapper over transformers' ``CLIPModel`` that every path of openvocab goes through.
+
+It loads a hub id or a local directory (``from_pretrained``, safetensors), and exposes what the recognisers need:
+
+* :meth:`ClipBackbone.encode_frames` -- per-frame image embeddings ``h(v)`` (CLIP's pooled, projected CLS token;
+  MOV Eq. 1, Text4Vis §3 "frame-level representations"), identical to ``CLIPModel.get_image_features``;
+* :meth:`ClipBackbone.vision_tokens` -- the CLS and patch tokens of every vision layer (for temporal modules that
+  work inside the ViT, e.g. Text4Vis' TokenT1D, and MOV's cross-attention fusion);
+* :meth:`ClipBackbone.encode_text` / :meth:`ClipBackbone.encode_prompts` -- text embeddings ``g(t)``;
+* :attr:`ClipBackbone.logit_scale` -- CLIP's learned temperature, ``exp(logit_scale)``;
+* :attr:`ClipBackbone.fingerprint` -- a stable id of the text tower's weights, the key of the label bank.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from openvocab.errors import ModelLoadError
+from openvocab.io.transforms import CLIP_MEAN, CLIP_STD
+
+log = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS_MARKER = "openvocab_random_weights.json"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How frames must be prepared for this model (read from ``preprocessor_config.json`` when present)."""
+
+    size: int = 224
+    resize_short_side: int = 224
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(k, "").lower() in {"1", "true", "yes", "on"} for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _image_spec_from_dir(directory: Path | None, image_size: int) -> ImageSpec:
+    default = ImageSpec(size=image_size, resize_short_side=image_size)
+    if directory is None or not (directory / "preprocessor_config.json").is_file():
+        return default
+    try:
+        cfg = json.loads((directory / "preprocessor_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+    crop = cfg.get("crop_size", image_size)
+    crop = crop.get("height", image_size) if isinstance(crop, dict) else int(crop)
+    short = cfg.get("size", crop)
+    short = short.get("shortest_edge", crop) if isinstance(short, dict) else int(short)
+    mean = tuple(float(x) for x in cfg.get("image_mean", CLIP_MEAN))
+    std = tuple(float(x) for x in cfg.get("image_std", CLIP_STD))
+    return ImageSpec(size=int(crop), resize_short_side=int(short), mean=mean, std=std)  # type: ignore[arg-type]
+
+
+def _load_clip_model(name_or_path: str, *, dtype: torch.dtype | None) -> tuple[nn.Module, Path | None]:
+    """Load a ``CLIPModel`` from a local directory or a hub id, turning every failure into one clear line."""
+    from transformers import CLIPModel
+
+    local = Path(name_or_path).expanduser()
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    if local.exists():
+        if not local.is_dir() or not (local / "config.json").is_file():
+            raise ModelLoadError(
+                "not a model directory (no config.json); pass a directory holding a CLIP checkpoint, "
+                "e.g. one written by `openvocab model create --arch vit-b-32 DIR`",
+                path=local,
+            )
+        try:
+            return CLIPModel.from_pretrained(str(local), **kwargs), local
+        except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
+            raise ModelLoadError(f"could not load a CLIP model from this directory ({type(exc).__name__}: {exc})", path=local) from None
+    hint = (
+        "pass a local model directory instead (download one with `huggingface-cli download {id} --local-dir DIR` "
+        "on a machine with internet, or write a random-weight one with `openvocab model create --arch vit-b-32 DIR`)"
+    ).format(id=name_or_path)
+    try:  # the local Hugging Face cache first: no network, no retries
+        model = CLIPModel.from_pretrained(name_or_path, local_files_only=True, **kwargs)
+    except Exception:  # noqa: BLE001
+        if _hub_offline():
+            raise ModelLoadError(f"model '{name_or_path}' is not in the local Hugging Face cache and the hub is offline; {hint}") from None
+        try:
+            model = CLIPModel.from_pretrained(name_or_path, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"could not load model '{name_or_path}' ({type(exc).__name__}); {hint}") from None
+    snapshot = getattr(model, "name_or_path", None)
+    cached = Path(snapshot) if snapshot and Path(snapshot).is_dir() else None
+    return model, cached
+
+
+class ClipBackbone(nn.Module):
+    """A CLIP model plus its tokenizer and image preprocessing spec.
+
+    Build it with :meth:`from_pretrained`; the wrapped ``transformers.CLIPModel`` is :attr:`clip`.
+    """
+
+    def __init__(self, *, clip: nn.Module, tokenizer, image_spec: ImageSpec, source: str, random_weights: bool = False) -> None:
+        super().__init__()
+        self.clip = clip.eval()
+        self.tokenizer = tokenizer
+        self.image_spec = image_spec
+        self.source = source
+        self.random_weights = random_weights
+        self._fingerprint: str | None = None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "ClipBackbone":
+        """Load from a local directory or a hub id. Raises :class:`ModelLoadError` (one line) on any failure."""
+        from openvocab.text.tokenizer import build_clip_tokenizer, load_tokenizer
+
+        name = str(name_or_path)
+        clip, directory = _load_clip_model(name, dtype=dtype)
+        try:
+            tokenizer = load_tokenizer(str(directory) if directory is not None else name)
+        except ModelLoadError:
+            if directory is None:
+                raise
+            log.warning("%s: no tokenizer files; using the standard CLIP BPE tokenizer", directory)
+            tokenizer = build_clip_tokenizer()
+        image_size = int(clip.config.vision_config.image_size)
+        spec = _image_spec_from_dir(directory, image_size)
+        random_weights = directory is not None and (directory / RANDOM_WEIGHTS_MARKER).is_file()
+        backbone = cls(clip=clip, tokenizer=tokenizer, image_spec=spec, source=name, random_weights=random_weights)
+        try:
+            backbone.to(device)
+        except (RuntimeError, AssertionError) as exc:
+            raise ModelLoadError(f"cannot move the model to device '{device}' ({exc})") from None
+        return backbone
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.clip.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.clip.parameters()).dtype
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.clip.config.projection_dim)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.clip.config.text_config.max_position_embeddings)
+
+    @property
+    def num_vision_layers(self) -> int:
+        return int(self.clip.config.vision_config.num_hidden_layers)
+
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's temperature as a multiplier, ``exp(logit_scale)`` (100 for the released models)."""
+        return float(self.clip.logit_scale.detach().exp().item())
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable hex id of everything that determines text embeddings: config, vocabulary and text weights.
+
+        Each text-side tensor contributes its shape and a strided sample of up to 4,096 values, so computing it
+        costs milliseconds even for ViT-L/14 while any fine-tuning or different checkpoint changes it.
+        """
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            h.update(json.dumps(self.clip.config.text_config.to_dict(), sort_keys=True, default=str).encode())
+            h.update(str(len(self.tokenizer)).encode())
+            for name, tensor in sorted(self.clip.state_dict().items()):
+                if not (name.startswith("text_model.") or name.startswith("text_projection") or name == "logit_scale"):
+                    continue
+                flat = tensor.detach().reshape(-1)
+                step = max(1, flat.numel() // 4096)
+                sample = flat[::step][:4096].to(device="cpu", dtype=torch.float32).contiguous()
+                h.update(name.encode())
+                h.update(str(tuple(tensor.shape)).encode())
+                h.update(sample.numpy().tobytes())
+            self._fingerprint = h.hexdigest()[:24]
+        return self._fingerprint
+
+    # ------------------------------------------------------------------ vision
+    def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Projected image embeddings, one per frame: ``(N, 3, H, W) -> (N, D)`` (not L2-normalised).
+
+        Equals ``CLIPModel.get_image_features(pixel_values).pooler_output`` (tested).
+        """
+        pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
+        out = self.clip.vision_model(pixel_values=pixel_values, return_dict=True)
+        return self.clip.visual_projection(out.pooler_output)
+
+    def vision_tokens(self, pixel_values: torch.Tensor, *, layers: Sequence[int] | None = None) -> torch.Tensor:
+        """CLS + patch tokens of the chosen vision layers: ``(N, 3, H, W) -> (N, len(layers), 1 + P, width)``.
+
+        Layer ``0`` is the embedding output (after the pre-LayerNorm), layer ``k`` the output of block ``k``;
+        ``None`` returns all ``num_vision_layers + 1``.
+        """
+        pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
+        out = self.clip.vision_model(pixel_values=pixel_values, output_hidden_states=True, return_dict=True)
+        states = out.hidden_states
+        chosen = range(len(states)) if layers is None else layers
+        try:
+            return torch.stack([states[i] for i in chosen], dim=1)
+        except IndexError:
+            raise ValueError(f"layers must be in 0..{len(states) - 1}, got {list(chosen)}") from None
+
+    # ------------------------------------------------------------------ text
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Projected text embeddings ``(M, L) -> (M, D)`` (not L2-normalised); equals ``get_text_features``."""
+        input_ids = input_ids.to(self.device)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(self.device)
+        out = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        return self.clip.text_projection(out.pooler_output)
+
+    @torch.inference_mode()
+    def encode_prompts(self, prompts: Sequence[str], *, batch_size: int = 256) -> tuple[torch.Tensor, list[int]]:
+        """Tokenize and encode prompts in batches; returns (float32 CPU embeddings (M, D), indices truncated)."""
+        from openvocab.text.tokenizer import encode_prompts
+
+        chunks: list[torch.Tensor] = []
+        truncated: list[int] = []
+        for start in range(0, len(prompts), batch_size):
+            batch = list(prompts[start : start + batch_size])
+            inputs, cut = encode_prompts(self.tokenizer, batch, context_length=self.context_length)
+            truncated.extend(start + i for i in cut)
+            chunks.append(self.encode_text(inputs["input_ids"], inputs.get("attention_mask")).float().cpu())
+        if not chunks:
+            return torch.empty(0, self.embed_dim), truncated
+        return torch.cat(chunks), truncated

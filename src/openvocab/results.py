@@ -1,0 +1,120 @@
+"""Plain result objects returned by :meth:`openvocab.VideoClassifier.classify`, and their JSON / CSV / table forms."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Sequence
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    """One label and its score: a probability (single-label softmax) or an independent sigmoid (multi-label)."""
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """Scores of one time window of the video (a row of the timeline)."""
+
+    start_s: float
+    end_s: float
+    labels: list[LabelScore]
+
+
+@dataclass
+class ClipResult:
+    """The result for one video.
+
+    ``labels`` holds the ``top_k`` best labels, best first. ``predicted`` is what applies: the top label for
+    single-label scoring, every label whose score reaches ``threshold`` for multi-label scoring. ``error`` is set
+    (and everything else empty) when the video could not be classified.
+    """
+
+    path: str
+    labels: list[LabelScore] = field(default_factory=list)
+    predicted: list[str] = field(default_factory=list)
+    segments: list[SegmentResult] = field(default_factory=list)
+    multi_label: bool = False
+    threshold: float | None = None
+    duration_s: float = 0.0
+    frames_sampled: int = 0
+    views: str = "1x1"
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def top(self) -> LabelScore | None:
+        return self.labels[0] if self.labels else None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def to_json(results: Sequence[ClipResult]) -> str:
+    """All results as one JSON document (a list of objects, one per video)."""
+    return json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False)
+
+
+CSV_COLUMNS = ("path", "scope", "start_s", "end_s", "rank", "label", "score", "predicted", "error")
+
+
+def csv_rows(results: Iterable[ClipResult]) -> Iterable[dict]:
+    """Long-format rows: one per (video, clip-or-segment, ranked label); failed videos give one row with ``error``."""
+    for r in results:
+        if not r.ok:
+            yield {"path": r.path, "scope": "clip", "error": r.error}
+            continue
+        for rank, ls in enumerate(r.labels, 1):
+            yield {"path": r.path, "scope": "clip", "start_s": 0.0, "end_s": round(r.duration_s, 3), "rank": rank, "label": ls.label, "score": f"{ls.score:.6f}", "predicted": int(ls.label in r.predicted)}
+        for seg in r.segments:
+            for rank, ls in enumerate(seg.labels, 1):
+                yield {"path": r.path, "scope": "segment", "start_s": round(seg.start_s, 3), "end_s": round(seg.end_s, 3), "rank": rank, "label": ls.label, "score": f"{ls.score:.6f}"}
+
+
+def to_csv(results: Sequence[ClipResult]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in csv_rows(results):
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def render_table(results: Sequence[ClipResult], *, show_segments: bool = False):
+    """A rich renderable: one block per video with its ranked labels (and the timeline when asked)."""
+    from rich.console import Group
+    from rich.table import Table
+
+    blocks = []
+    for r in results:
+        if not r.ok:
+            continue
+        kind = f"multi-label, threshold {r.threshold:g}" if r.multi_label and r.threshold is not None else "softmax"
+        table = Table(title=f"{r.path}  ({r.duration_s:.1f} s, {r.frames_sampled} frames, {r.views} views, {kind})", title_justify="left", expand=False)
+        table.add_column("rank", justify="right")
+        table.add_column("label")
+        table.add_column("score", justify="right")
+        table.add_column("", justify="left")
+        for rank, ls in enumerate(r.labels, 1):
+            table.add_row(str(rank), ls.label, f"{ls.score:.4f}", "✓" if ls.label in r.predicted else "")
+        blocks.append(table)
+        if show_segments and r.segments:
+            timeline = Table(title="timeline", title_justify="left")
+            timeline.add_column("from s", justify="right")
+            timeline.add_column("to s", justify="right")
+            timeline.add_column("top label")
+            timeline.add_column("score", justify="right")
+            for seg in r.segments:
+                best = seg.labels[0]
+                timeline.add_row(f"{seg.start_s:.2f}", f"{seg.end_s:.2f}", best.label, f"{best.score:.4f}")
+            blocks.append(timeline)
+    return Group(*blocks)

@@ -1,0 +1,77 @@
+"""Scoring video embeddings against label embeddings -- the one scoring path of openvocab.
+
+* Cosine similarity times CLIP's logit scale (CLIP; Text4Vis Eq. 5 with the frozen text classifier
+  ``W̃`` of L2-normalised label embeddings; MOV Eq. 8 ``s_i = <V, B_i> / τ``).
+* Temporal average pooling (TAP) of frame embeddings into one clip embedding (Text4Vis §3.2 / Table 9 "TAP").
+* Single-label: softmax over the vocabulary. Multi-label: an independent sigmoid per label,
+  ``σ(scale·cos − bias)``; until the multi-label issue calibrates it, ``bias`` is a documented heuristic
+  (``scale × 0.25``: for released CLIP models a matching video–text pair has cosine ≈ 0.3, a non-matching ≈ 0.2).
+* Multi-view testing: per-view probabilities averaged over temporal clips × spatial crops (Text4Vis §3 "4×3 views",
+  MOV §4.2 "the final score is averaged over 12 views").
+"""
+
+from __future__ import annotations
+
+import torch
+
+DEFAULT_MULTI_LABEL_COSINE_OFFSET = 0.25
+
+
+def l2_normalize(x: torch.Tensor, *, eps: float = 1e-12) -> torch.Tensor:
+    """Unit-normalise along the last dimension."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def temporal_average(frame_embeddings: torch.Tensor, *, dim: int = -2) -> torch.Tensor:
+    """TAP: the mean of per-frame embeddings over the time dimension (Text4Vis §3.2)."""
+    return frame_embeddings.mean(dim=dim)
+
+
+def similarity_logits(video_embeddings: torch.Tensor, label_embeddings: torch.Tensor, *, logit_scale: float) -> torch.Tensor:
+    """``scale · cos(video, label)``: ``(..., D) × (L, D) -> (..., L)``. Neither input needs to be normalised."""
+    v = l2_normalize(video_embeddings.float())
+    t = l2_normalize(label_embeddings.float().to(v.device))
+    return logit_scale * (v @ t.T)
+
+
+def label_probabilities(logits: torch.Tensor, *, multi_label: bool = False, bias: float | None = None, logit_scale: float | None = None) -> torch.Tensor:
+    """Turn similarity logits into scores in [0, 1].
+
+    Single-label: softmax over the vocabulary (rows sum to 1). Multi-label: ``sigmoid(logits − bias)`` per label;
+    ``bias`` defaults to ``logit_scale × 0.25`` (see the module docstring; uncalibrated until the multi-label issue).
+    """
+    if not multi_label:
+        return logits.softmax(dim=-1)
+    if bias is None:
+        if logit_scale is None:
+            raise ValueError("multi-label scoring needs bias or logit_scale")
+        bias = logit_scale * DEFAULT_MULTI_LABEL_COSINE_OFFSET
+    return torch.sigmoid(logits - bias)
+
+
+def score_views(view_frame_embeddings: torch.Tensor, label_embeddings: torch.Tensor, *, logit_scale: float, multi_label: bool = False, bias: float | None = None) -> torch.Tensor:
+    """Clip-level scores from per-view frame embeddings.
+
+    ``view_frame_embeddings``: ``(crops, temporal_views, T, D)``. Each view is pooled with TAP, scored, turned into
+    probabilities, and the probabilities are averaged over all ``crops × temporal_views`` views. Returns ``(L,)``.
+    """
+    clip_embeddings = temporal_average(view_frame_embeddings, dim=-2)  # (C, V, D)
+    logits = similarity_logits(clip_embeddings, label_embeddings, logit_scale=logit_scale)
+    probs = label_probabilities(logits, multi_label=multi_label, bias=bias, logit_scale=logit_scale)
+    return probs.reshape(-1, probs.shape[-1]).mean(dim=0)
+
+
+def score_segments(frame_embeddings: torch.Tensor, frame_times: torch.Tensor, label_embeddings: torch.Tensor, *, boundaries: torch.Tensor, logit_scale: float, multi_label: bool = False, bias: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-segment scores: a timeline of which label where.
+
+    ``frame_embeddings`` ``(F, D)`` with presentation times ``frame_times`` ``(F,)``; ``boundaries`` ``(K+1,)``
+    ascending seconds. Segment ``k`` pools (TAP) the frames with ``boundaries[k] <= t < boundaries[k+1]`` (the last
+    segment includes its end). Returns ``(scores (K', L), kept segment indices (K',))`` -- segments that received
+    no sampled frame are left out.
+    """
+    k = boundaries.numel() - 1
+    seg = torch.bucketize(frame_times.contiguous(), boundaries[1:-1].contiguous(), right=True).clamp_(0, k - 1)
+    kept = torch.unique(seg)
+    pooled = torch.stack([temporal_average(frame_embeddings[seg == s], dim=0) for s in kept.tolist()]) if kept.numel() else frame_embeddings[:0]
+    logits = similarity_logits(pooled, label_embeddings, logit_scale=logit_scale)
+    return label_probabilities(logits, multi_label=multi_label, bias=bias, logit_scale=logit_scale), kept

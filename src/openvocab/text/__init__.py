@@ -1,0 +1,1 @@
+"""Text side: the CLIP tokenizer, prompt templates, label cleaning and the persistent label bank."""

@@ -90,3 +90,19 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from openvocab.models.create import create_model_dir
 
     return create_model_dir("tiny", tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_caches(tmp_path_factory):
+    """Keep tests away from the user's ~/.cache/openvocab and from the network."""
+    import os
+
+    old = {k: os.environ.get(k) for k in ("OPENVOCAB_CACHE", "HF_HUB_OFFLINE")}
+    os.environ["OPENVOCAB_CACHE"] = str(tmp_path_factory.mktemp("openvocab_cache"))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -46,6 +46,10 @@ def _setup_logging(quiet: bool) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # openvocab shows its own progress; no per-shard bars on stderr
 
 
 def _gather_labels(labels: Optional[str], labels_file: Optional[Path], extra: Optional[List[str]] = None) -> list[str]:
@@ -228,6 +232,7 @@ def model_create(
     """Write an architecture-exact CLIP with RANDOM weights and a real CLIP tokenizer (for offline tests and
     speed measurements; its scores are meaningless). Example: openvocab model create --arch vit-b-32 /tmp/vitb32
     """
+    _setup_logging(False)
     from openvocab.models.create import create_model_dir
 
     path = create_model_dir(arch, directory, seed=seed, overwrite=overwrite)
@@ -236,7 +241,10 @@ def model_create(
 
 @model_app.command("info")
 def model_info(model: str = typer.Argument(..., help=_MODEL_HELP)) -> None:
-    """Show a model's architecture, embedding size, logit scale and label-bank fingerprint."""
+    """Show a model's architecture, embedding size, logit scale and label-bank fingerprint.
+
+    Example: openvocab model info /models/clip-vit-b-16
+    """
     _setup_logging(False)
     from openvocab.models.backbone import ClipBackbone
 

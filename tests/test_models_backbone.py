@@ -136,3 +136,12 @@ def test_directory_without_config_is_refused(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"x")
     with pytest.raises(ModelLoadError, match="no config.json"):
         ClipBackbone.from_pretrained(tmp_path)
+
+
+def test_random_architecture_spec_builds_in_memory():
+    a = ClipBackbone.from_pretrained("random:tiny")
+    b = ClipBackbone.from_pretrained("random:tiny")
+    assert a.random_weights and a.embed_dim == 64
+    assert a.fingerprint == b.fingerprint, "seeded: the label bank stays valid across runs"
+    with pytest.raises(ModelLoadError, match="unknown architecture"):
+        ClipBackbone.from_pretrained("random:vit-z-1")

@@ -71,7 +71,7 @@ class VideoClassifier:
         self.frame_batch_size = frame_batch_size
         self.last_encoded_labels = 0
         if backbone.random_weights:
-            log.warning("%s has RANDOM weights (made by `openvocab model create`): scores are meaningless", backbone.source)
+            log.warning("%s has RANDOM weights (an architecture-exact test model): its scores are meaningless", backbone.source)
 
     # ------------------------------------------------------------------ labels
     def _encode_labels(self, labels: list[str]) -> torch.Tensor:

@@ -50,6 +50,7 @@ def _setup_logging(quiet: bool) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # openvocab shows its own progress; no per-shard bars on stderr
+    hf_logging.set_verbosity_error()
 
 
 def _gather_labels(labels: Optional[str], labels_file: Optional[Path], extra: Optional[List[str]] = None) -> list[str]:

@@ -116,10 +116,28 @@ class ClipBackbone(nn.Module):
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "ClipBackbone":
-        """Load from a local directory or a hub id. Raises :class:`ModelLoadError` (one line) on any failure."""
+        """Load from a local directory or a hub id. Raises :class:`ModelLoadError` (one line) on any failure.
+
+        ``random:ARCH`` (``random:vit-b-32`` ...) builds an architecture-exact model with seeded random weights in
+        memory, for smoke tests and speed measurements where no checkpoint is at hand; it is flagged
+        :attr:`random_weights` and the classifier warns that its scores are meaningless.
+        """
         from openvocab.text.tokenizer import build_clip_tokenizer, load_tokenizer
 
         name = str(name_or_path)
+        if name.startswith("random:"):
+            from openvocab.errors import InputError
+            from openvocab.models.create import build_random_clip
+
+            try:
+                clip = build_random_clip(name.split(":", 1)[1])
+            except InputError as exc:
+                raise ModelLoadError(f"--model {name}: {exc}") from None
+            if dtype is not None:
+                clip = clip.to(dtype)
+            size = int(clip.config.vision_config.image_size)
+            backbone = cls(clip=clip, tokenizer=build_clip_tokenizer(), image_spec=ImageSpec(size=size, resize_short_side=size), source=name, random_weights=True)
+            return backbone.to(device)
         clip, directory = _load_clip_model(name, dtype=dtype)
         try:
             tokenizer = load_tokenizer(str(directory) if directory is not None else name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -67,22 +66,17 @@ def _gather_labels(labels: Optional[str], labels_file: Optional[Path], extra: Op
 
 
 def _write_output(text: str, output: Optional[Path]) -> None:
-    """Print, or write atomically (temp file, fsync, rename) so an existing file is never half-overwritten."""
+    """Print, or write atomically so an existing file is never half-overwritten."""
+    text = text if text.endswith("\n") else text + "\n"
     if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.write(text)
         return
-    output = output.expanduser()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    from openvocab.atomic import atomic_write
+
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text if text.endswith("\n") else text + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(output.expanduser(), text)
+    except OSError as exc:
+        raise InputError(f"cannot write results ({exc.strerror or exc})", path=output) from None
 
 
 def _label_bank_arg(label_bank: Optional[Path], no_label_bank: bool):

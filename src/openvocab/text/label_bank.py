@@ -20,7 +20,6 @@ import io
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from openvocab.atomic import atomic_write
 from openvocab.errors import InputError
 from openvocab.text.prompts import PromptSet
 
@@ -348,16 +348,6 @@ def _filters(fingerprint: str | None, prompt_key: str | None) -> tuple[str, tupl
 
 def _write_bytes_atomic(target: Path, payload: bytes) -> None:
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(payload)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, payload)
     except OSError as exc:
         raise InputError(f"cannot write the export ({exc.strerror or exc})", path=target) from None

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from openvocab.atomic import atomic_write
 from openvocab.errors import InputError, ModelLoadError, OpenVocabError
 
 if TYPE_CHECKING:  # pragma: no cover - imported lazily at run time (transformers is slow to import)
@@ -136,22 +137,13 @@ def save_clip_tokenizer(directory: str | Path, *, model_max_length: int = CONTEX
     tokenizer = build_clip_tokenizer(model_max_length=model_max_length)
     tokenizer.save_pretrained(str(target))
     vocab, merges = clip_vocab_and_merges()
-    _write_text_atomic(target / "vocab.json", json.dumps(vocab, ensure_ascii=False))
-    _write_text_atomic(target / "merges.txt", "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    atomic_write(target / "vocab.json", json.dumps(vocab, ensure_ascii=False))
+    atomic_write(target / "merges.txt", "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
     reloaded = CLIPTokenizer.from_pretrained(str(target), local_files_only=True)
     expected = tokenizer(list(_PROBES))["input_ids"]
     if len(reloaded) != VOCAB_SIZE or reloaded(list(_PROBES))["input_ids"] != expected:
         raise OpenVocabError("the saved CLIP tokenizer does not reload identically (disk full or a transformers bug?)", path=target)
     return target
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _looks_like_path(name: str) -> bool:

@@ -13,7 +13,7 @@ from transformers import CLIPModel, CLIPProcessor
 import openvocab
 from openvocab.errors import InputError, VideoDecodeError
 from openvocab.io.encode import write_video
-from openvocab.io.sampling import uniform_segments
+from openvocab.io.sampling import SamplerSpec, uniform_segments
 from openvocab.results import to_csv, to_json
 
 LABELS = ["playing guitar", "yoga", "dog barking", "arm wrestling"]
@@ -139,3 +139,19 @@ def test_every_real_clip_decodes_and_classifies(clf, shared_data):
         assert res.ok, f"{row['path']}: {res.error}"
         assert res.frames_sampled == 8 and len(res.labels) == 5
         assert res.duration_s == pytest.approx(float(row["duration_s"]), rel=0.15)
+
+
+def test_truncated_file_is_sampled_over_its_true_length(clf, make_video, tmp_path, frame_code):
+    """A file cut short keeps its header's frame count; frames must still be spread over what really decodes."""
+    from openvocab.io.decode import open_video
+
+    full = make_video("full.mp4", num_frames=200, size=(96, 64))  # index at the front: the cut keeps "200 frames"
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.5)])
+    source = open_video(cut)
+    declared = source.info.num_frames
+    decoded, indices, info = clf._decode(cut, SamplerSpec(frames=8), 25.0)
+    got = frame_code.frame_indices(decoded.frames)
+    assert declared == 200 and info.num_frames < 150
+    assert got == sorted(got) and len(set(got)) == 8, f"frames not spread over the decodable part: {got}"
+    assert got[-1] >= 0.6 * info.num_frames

@@ -101,10 +101,14 @@ class VideoClassifier:
 
     def _decode(self, video: VideoInput, sampler: SamplerSpec, fps: float) -> tuple[DecodedFrames, np.ndarray, VideoInfo]:
         source = self._source(video, fps)
-        info = source.info
-        indices = sample_indices(sampler, info.num_frames)  # (V, T)
-        decoded = source.read(indices.reshape(-1).tolist(), max_short_side=self.backbone.image_spec.resize_short_side)
-        return decoded, indices, info
+        declared = source.info.num_frames
+        short_side = self.backbone.image_spec.resize_short_side
+        indices = sample_indices(sampler, declared)  # (V, T)
+        decoded = source.read(indices.reshape(-1).tolist(), max_short_side=short_side)
+        if source.info.num_frames < declared:  # the header over-counted (a truncated file): sample the true length
+            indices = sample_indices(sampler, source.info.num_frames)
+            decoded = source.read(indices.reshape(-1).tolist(), max_short_side=short_side)
+        return decoded, indices, source.info
 
     @torch.inference_mode()
     def _embed_decoded(self, decoded: DecodedFrames, indices: np.ndarray, info: VideoInfo, sampler: SamplerSpec) -> VideoEmbedding:

@@ -25,7 +25,6 @@ from openvocab.models.backbone import ClipBackbone
 from openvocab.results import ClipResult, LabelScore, SegmentResult
 from openvocab.scoring import score_segments, score_views
 from openvocab.text.label_bank import LabelBank
-from openvocab.text.ensemble import ensemble_text_embeddings
 from openvocab.text.prompts import PromptSet, clean_labels, prompt_set
 
 log = logging.getLogger(__name__)
@@ -75,13 +74,7 @@ class VideoClassifier:
 
     # ------------------------------------------------------------------ labels
     def _encode_labels(self, labels: list[str]) -> torch.Tensor:
-        templates = self.prompts.templates
-        prompts = [self.prompts.fill(label) for label in labels]
-        flat = [p for group in prompts for p in group]
-        per_prompt, truncated = self.backbone.encode_prompts(flat)
-        for label in sorted({labels[i // len(templates)] for i in truncated}):
-            log.warning("label '%s…' is longer than the text encoder's %d-token context; it was truncated", label[:40], self.backbone.context_length)
-        return ensemble_text_embeddings(per_prompt, len(labels), len(templates))
+        return self.backbone.encode_labels(labels, self.prompts)
 
     def label_embeddings(self, labels: Sequence[str]) -> torch.Tensor:
         """L2-normalised, prompt-ensembled embeddings ``(L, D)`` of ``labels`` (from the label bank when cached)."""

@@ -6,6 +6,7 @@ past bad files, list them at the end and exit 1. Heavy imports happen inside com
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -39,7 +40,9 @@ def _stderr(msg: str) -> None:
 
 
 def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(format="warning: %(message)s", level=logging.ERROR if quiet else logging.WARNING, stream=sys.stderr, force=True)
+    for level in (logging.INFO, logging.WARNING, logging.ERROR):
+        logging.addLevelName(level, logging.getLevelName(level).lower())
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.ERROR if quiet else logging.WARNING, stream=sys.stderr, force=True)
     for noisy in ("transformers", "huggingface_hub", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     import warnings
@@ -215,6 +218,27 @@ def labels_export(
     clf = openvocab.load(model, label_bank=label_bank or True, prompts=prompts, template=template)
     n = clf.label_bank.export(output, fingerprint=clf.backbone.fingerprint, prompt_key=clf.prompts.key)
     print(f"exported {n} labels to {output}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def train(
+    recipe: Optional[Path] = typer.Argument(None, help="YAML recipe (configs/...); omit to use the defaults."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="section.key=value overrides, e.g. optim.lr=1e-4 data.batch_size=4"),
+) -> None:
+    """Train a video recogniser (Text4Vis: CLIP vision tower + temporal module + frozen text classifier).
+
+    Example: openvocab train configs/text4vis/synth_tiny.yaml run.out=runs/synth optim.epochs=3
+
+    Re-running the same command resumes from the run directory's latest checkpoint.
+    """
+    _setup_logging(False)
+    logging.getLogger("openvocab").setLevel(logging.INFO)
+    from openvocab.train.config import load_config
+    from openvocab.train.trainer import train as run_training
+
+    cfg = load_config(recipe, list(overrides or []))
+    result = run_training(cfg)
+    print(json.dumps(result, indent=2))
 
 
 @model_app.command("create")

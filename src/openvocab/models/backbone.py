@@ -254,3 +254,17 @@ class ClipBackbone(nn.Module):
         if not chunks:
             return torch.empty(0, self.embed_dim), truncated
         return torch.cat(chunks), truncated
+
+    def encode_labels(self, labels: Sequence[str], prompts) -> torch.Tensor:
+        """Prompt-ensembled, L2-normalised label embeddings ``(L, D)`` (CLIP / MOV §3.1: each label is filled into
+        every template of ``prompts`` (a :class:`~openvocab.text.prompts.PromptSet`), encoded, normalised,
+        averaged over templates and normalised again). Labels truncated to the context are logged once."""
+        from openvocab.text.ensemble import ensemble_text_embeddings
+
+        labels = list(labels)
+        n_templates = len(prompts.templates)
+        flat = [p for label in labels for p in prompts.fill(label)]
+        per_prompt, truncated = self.encode_prompts(flat)
+        for label in sorted({labels[i // n_templates] for i in truncated}):
+            log.warning("label '%s…' is longer than the text encoder's %d-token context; it was truncated", label[:40], self.context_length)
+        return ensemble_text_embeddings(per_prompt, len(labels), n_templates)

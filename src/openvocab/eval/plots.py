@@ -1,0 +1,131 @@
+"""Evaluation plots: confusion matrices and the inter-class correlation map of a classifier (Text4Vis Fig. 1/A.5).
+
+Text4Vis visualises the correlation between the rows of an offline classifier (textual embeddings, LDA, random
+normal/orthogonal matrices) as the cosine similarity of its L2-normalised class vectors; :func:`class_correlation`
+computes that matrix and :func:`plot_class_correlation` draws it. matplotlib (the ``plots`` extra) is imported
+only when a plot is drawn, and only its object-oriented API with the Agg canvas is used, so no global pyplot
+backend is changed. PNGs are written atomically (:func:`openvocab.atomic.atomic_path`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from openvocab.atomic import atomic_path
+from openvocab.errors import InputError
+from openvocab.eval.metrics import as_numpy
+
+__all__ = ["class_correlation", "plot_class_correlation", "plot_confusion_matrix"]
+
+
+def class_correlation(embeddings) -> np.ndarray:
+    """``(C, D)`` class vectors -> ``(C, C)`` cosine similarities of the L2-normalised rows (float64)."""
+    e = as_numpy(embeddings, name="embeddings").astype(np.float64)
+    if e.ndim != 2 or e.shape[0] == 0:
+        raise InputError(f"embeddings must have shape (C, D), got {e.shape}")
+    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    unit = e / np.maximum(norms, 1e-12)
+    return unit @ unit.T
+
+
+def _figure(size: float):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise InputError("plots need matplotlib: pip install 'openvocab[plots]'") from exc
+    fig = Figure(figsize=(size, size), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    return Path(path)
+
+
+def _heatmap(matrix: np.ndarray, labels: Sequence[str], path, *, title: str, cbar_label: str,
+             xlabel: str, ylabel: str, vmin: float | None, vmax: float | None, cmap: str, annotate: bool) -> Path:
+    n = matrix.shape[0]
+    fig = _figure(max(4.0, 0.28 * n + 2.5))
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=cbar_label)
+    font = max(4, min(9, int(240 / max(n, 1))))
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels(labels, rotation=90, fontsize=font)
+    ax.set_yticklabels(labels, fontsize=font)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if annotate and n <= 12:
+        threshold = 0.5 * (vmax if vmax is not None else float(matrix.max()))
+        for i in range(n):
+            for j in range(n):
+                value = matrix[i, j]
+                text = f"{value:.2f}" if not float(value).is_integer() else f"{int(value)}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=font, color="white" if value > threshold else "black")
+    return _save(fig, path)
+
+
+def _check_names(class_names: Sequence[str], n: int) -> list[str]:
+    names = [str(c) for c in class_names]
+    if len(names) != n:
+        raise InputError(f"{len(names)} class names for a {n}-class matrix")
+    return names
+
+
+def plot_confusion_matrix(cm, class_names: Sequence[str], path: str | os.PathLike, *, normalise: bool = True,
+                          max_classes: int = 50) -> Path:
+    """Draw a confusion matrix (rows: true, columns: predicted) to a PNG at ``path``.
+
+    ``normalise`` divides each row by its count (per-class recall on the diagonal; empty rows stay 0). With more
+    than ``max_classes`` classes, the ``max_classes`` classes with the most misclassified samples (as true or as
+    predicted class) are shown, in index order — the title says so.
+    """
+    m = as_numpy(cm, name="confusion matrix").astype(np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise InputError(f"confusion matrix must be square (C, C), got {m.shape}")
+    names = _check_names(class_names, m.shape[0])
+    if max_classes < 1:
+        raise InputError(f"max_classes must be >= 1, got {max_classes}")
+    if normalise:
+        rows = m.sum(axis=1, keepdims=True)
+        m = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    title = "Confusion matrix" + (" (row-normalised)" if normalise else "")
+    counts = as_numpy(cm).astype(np.float64)
+    if m.shape[0] > max_classes:
+        errors = counts.sum(axis=0) + counts.sum(axis=1) - 2 * np.diag(counts)
+        keep = np.sort(np.argsort(-errors, kind="stable")[:max_classes])
+        m = m[np.ix_(keep, keep)]
+        names = [names[i] for i in keep]
+        title += f": {max_classes} of {counts.shape[0]} classes with most errors"
+    return _heatmap(m, names, path, title=title, cbar_label="fraction of true class" if normalise else "videos",
+                    xlabel="predicted", ylabel="true", vmin=0.0, vmax=1.0 if normalise else None, cmap="Blues",
+                    annotate=True)
+
+
+def plot_class_correlation(embeddings, class_names: Sequence[str], path: str | os.PathLike, *,
+                           max_classes: int = 20) -> Path:
+    """Draw the inter-class correlation map of a classifier's rows (Text4Vis Fig. 1 / Fig. A.5) to a PNG.
+
+    ``embeddings`` ``(C, D)``: one row per class (text embeddings, LDA directions, ...). The first
+    ``max_classes`` classes are shown, as in the paper's figures of a class subset.
+    """
+    e = as_numpy(embeddings, name="embeddings")
+    if e.ndim != 2:
+        raise InputError(f"embeddings must have shape (C, D), got {e.shape}")
+    names = _check_names(class_names, e.shape[0])
+    if max_classes < 1:
+        raise InputError(f"max_classes must be >= 1, got {max_classes}")
+    k = min(max_classes, e.shape[0])
+    corr = class_correlation(e[:k])
+    title = "Inter-class cosine similarity" + (f" (first {k} of {e.shape[0]} classes)" if k < e.shape[0] else "")
+    return _heatmap(corr, names[:k], path, title=title, cbar_label="cosine similarity", xlabel="class",
+                    ylabel="class", vmin=-1.0, vmax=1.0, cmap="RdBu_r", annotate=False)

@@ -1,0 +1,451 @@
+"""Atomic, pickle-free training checkpoints (safetensors + JSON).
+
+Layout of a run directory::
+
+    run/
+      latest                  -> one line: "step_00000300" (written atomically)
+      step_00000100/
+      step_00000200/
+      step_00000300/
+        model.safetensors     model.state_dict() (shared tensors stored once, aliases in the metadata)
+        optimizer.safetensors optimizer tensors, keys "state.<param_idx>.<name>" (e.g. "state.0.exp_avg")
+        optimizer.json        the rest of the optimizer state_dict: param_groups, non-tensor state values
+        trainer_state.json    step, epoch, arch, scheduler / sampler state, extra, RNG states (base64)
+        trainer_state.safetensors  only if scheduler/sampler/extra hold tensors
+
+A checkpoint is written completely into a hidden temporary directory beside its target (every file fsynced), the
+directory is renamed to ``step_XXXXXXXX`` and only then is ``latest`` replaced (:func:`openvocab.atomic.atomic_write`)
+and are older checkpoints pruned (``keep_last``). A crash at any point leaves the previous checkpoint and ``latest``
+intact and no half-written ``step_*`` directory. One writer per run directory (rank 0 under DDP).
+
+Nothing is ever unpickled: ``torch.load`` is not used. Non-JSON values (tensors, tuples, non-string dict keys, bytes)
+are encoded with small markers (``{"__tensor__": key}``, ``{"__tuple__": [...]}``, ``{"__dict__": [[k, v], ...]}``,
+``{"__bytes__": base64}``) and decoded exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from openvocab.atomic import atomic_path, atomic_write
+from openvocab.errors import InputError
+
+__all__ = ["list_checkpoints", "load_checkpoint", "resolve_checkpoint", "save_checkpoint"]
+
+FORMAT_VERSION = 1
+_STEP_RE = re.compile(r"^step_(\d{8,})$")
+_TMP_PREFIX = ".tmp-step_"
+_MARKERS = ("__tensor__", "__tuple__", "__dict__", "__bytes__")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# JSON <-> (JSON + tensors) encoding
+# ---------------------------------------------------------------------------------------------------------------------
+def _encode(obj: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """JSON-able form of ``obj``; tensors go into ``tensors`` under dotted keys derived from their path."""
+    if isinstance(obj, torch.Tensor):
+        if key in tensors:
+            raise TypeError(f"checkpoint: two tensors would be stored under the key {key!r}")
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (bytes, bytearray)):
+        return {"__bytes__": base64.b64encode(bytes(obj)).decode("ascii")}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]
+    if isinstance(obj, Mapping):
+        plain = all(isinstance(k, str) and not k.startswith("__") for k in obj)
+        if plain:
+            return {k: _encode(v, f"{key}.{k}", tensors) for k, v in obj.items()}
+        return {"__dict__": [[_encode(k, key, {}), _encode(v, f"{key}.{k}", tensors)] for k, v in obj.items()]}
+    raise TypeError(f"checkpoint: cannot serialise {type(obj).__name__} at {key!r} (only tensors and JSON-like values)")
+
+
+def _decode(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_decode(v, tensors) for v in obj]
+    if isinstance(obj, dict):
+        if len(obj) == 1:
+            (marker, value), = obj.items()
+            if marker == "__tensor__":
+                return tensors[value]
+            if marker == "__tuple__":
+                return tuple(_decode(v, tensors) for v in value)
+            if marker == "__dict__":
+                return {_decode(k, tensors): _decode(v, tensors) for k, v in value}
+            if marker == "__bytes__":
+                return base64.b64decode(value)
+        return {k: _decode(v, tensors) for k, v in obj.items()}
+    return obj
+
+
+def _canonical(value: Any) -> Any:
+    """Plain-JSON form (tuples become lists) for comparing architecture descriptions."""
+    return json.loads(json.dumps(value, sort_keys=False, default=str))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# RNG states
+# ---------------------------------------------------------------------------------------------------------------------
+def _b64(tensor: torch.Tensor) -> str:
+    return base64.b64encode(tensor.cpu().numpy().tobytes()).decode("ascii")
+
+
+def _rng_state() -> dict[str, Any]:
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, base64.b64encode(np.asarray(keys, dtype=np.uint32).tobytes()).decode("ascii"), int(pos),
+                  int(has_gauss), float(cached)],
+        "torch": _b64(torch.get_rng_state()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def _restore_rng(state: Mapping[str, Any]) -> None:
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        keys_array = np.frombuffer(base64.b64decode(keys), dtype=np.uint32).copy()
+        np.random.set_state((kind, keys_array, pos, has_gauss, cached))
+    if "torch" in state:
+        torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(
+            [torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8) for s in state["cuda"]]
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# model state: shared tensors
+# ---------------------------------------------------------------------------------------------------------------------
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / DataParallel wrappers (so keys carry no ``module.`` prefix)."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def _model_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``state_dict`` split into unique tensors and ``alias -> stored name`` for tied weights (same view)."""
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    storages: set[int] = set()
+    for name, tensor in _unwrap(model).state_dict().items():
+        tensor = tensor.detach()
+        view = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(),
+                tensor.dtype, tensor.device)
+        if view in seen and tensor.numel() > 0:
+            aliases[name] = seen[view]
+            continue
+        seen[view] = name
+        ptr = tensor.untyped_storage().data_ptr()
+        shared = ptr in storages and tensor.numel() > 0
+        storages.add(ptr)
+        # safetensors refuses overlapping storages: an independent copy for views of an already stored storage
+        tensors[name] = (tensor.clone() if shared else tensor).cpu().contiguous()
+    return tensors, aliases
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# saving
+# ---------------------------------------------------------------------------------------------------------------------
+def _write_json(path: Path, payload: Any) -> None:
+    atomic_write(path, json.dumps(payload, indent=1) + "\n")
+
+
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def list_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
+    """Complete ``step_*`` checkpoint directories of a run, oldest step first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if p.is_dir() and (m := _STEP_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(
+    directory: str | os.PathLike[str],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    sampler: Any | None = None,
+    step: int,
+    epoch: int,
+    arch: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+    rng: bool = True,
+    keep_last: int | None = 3,
+) -> Path:
+    """Write ``directory/step_{step:08d}`` atomically, point ``directory/latest`` at it and prune old ones.
+
+    Args:
+        directory: the run directory (created if needed).
+        model: saved through ``state_dict()`` (unwrapped from DDP).
+        optimizer, scheduler, sampler: optional objects with ``state_dict()``; the sampler's state should already
+            hold the consumed position (e.g. ``ResumableDistributedSampler.advance``).
+        step, epoch: training progress, returned by :func:`load_checkpoint`.
+        arch: JSON-able description of the architecture (``{"backbone": {...}, "temporal": "ttrans", ...}``);
+            :func:`load_checkpoint` refuses a model described differently.
+        extra: any other JSON-like values (tensors allowed).
+        rng: also save the python ``random``, numpy, torch CPU (and CUDA) RNG states.
+        keep_last: keep this many newest ``step_*`` directories (``None``: keep all); older ones are deleted only
+            after the new checkpoint and ``latest`` are in place.
+
+    Returns:
+        The checkpoint directory.
+    """
+    if keep_last is not None and keep_last < 1:
+        raise ValueError(f"keep_last must be >= 1 or None, got {keep_last}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob(f"{_TMP_PREFIX}*"):  # left by a killed save (single writer per run)
+        shutil.rmtree(stale, ignore_errors=True)
+    name = f"step_{int(step):08d}"
+    final = directory / name
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{int(step):08d}-", dir=directory))
+    try:
+        tensors, aliases = _model_tensors(model)
+        _write_tensors(tmp / "model.safetensors", tensors,
+                       {"format": "openvocab-checkpoint", "aliases": json.dumps(aliases)})
+        if optimizer is not None:
+            opt_tensors: dict[str, torch.Tensor] = {}  # keys "state.<param_idx>.<name>"
+            opt_json = {k: _encode(v, k, opt_tensors) for k, v in optimizer.state_dict().items()}
+            _write_tensors(tmp / "optimizer.safetensors", opt_tensors)
+            _write_json(tmp / "optimizer.json", opt_json)
+        extra_tensors: dict[str, torch.Tensor] = {}
+        state = {
+            "format_version": FORMAT_VERSION,
+            "step": int(step),
+            "epoch": int(epoch),
+            "arch": _canonical(dict(arch)),
+            "scheduler": None if scheduler is None else _encode(scheduler.state_dict(), "scheduler", extra_tensors),
+            "sampler": None if sampler is None else _encode(sampler.state_dict(), "sampler", extra_tensors),
+            "extra": _encode(dict(extra or {}), "extra", extra_tensors),
+            "rng": _rng_state() if rng else None,
+        }
+        if extra_tensors:
+            _write_tensors(tmp / "trainer_state.safetensors", extra_tensors)
+        _write_json(tmp / "trainer_state.json", state)  # written last: its presence marks a complete checkpoint
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving the same step: move the old one aside (hidden), then swap
+            trash = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}old-", dir=directory))
+            os.replace(final, trash / name)
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write(directory / "latest", name + "\n")
+    if keep_last is not None:
+        for old in list_checkpoints(directory)[:-keep_last]:
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------------------------------------
+def resolve_checkpoint(path_or_dir: str | os.PathLike[str]) -> Path:
+    """The step directory for a run directory (follows ``latest``) or a step directory itself."""
+    path = Path(path_or_dir)
+    if (path / "trainer_state.json").is_file():
+        return path
+    pointer = path / "latest"
+    if pointer.is_file():
+        target = path / pointer.read_text(encoding="utf-8").strip()
+        if not (target / "trainer_state.json").is_file():
+            raise InputError(f"'latest' points to {target.name}, which is not a complete checkpoint", path=path)
+        return target
+    if not path.exists():
+        raise InputError("no such checkpoint directory", path=path)
+    raise InputError("not a checkpoint (no trainer_state.json) nor a run directory (no 'latest' file)", path=path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("missing file in checkpoint", path=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"corrupt JSON ({exc})", path=path) from None
+
+
+def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise InputError("missing file in checkpoint", path=path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise InputError(f"corrupt safetensors file ({type(exc).__name__}: {exc})", path=path) from None
+
+
+def _first_difference(saved: Any, given: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
+    if isinstance(saved, dict) and isinstance(given, dict):
+        for key in list(given) + [k for k in saved if k not in given]:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            if key not in saved or key not in given:
+                return where, saved.get(key, "<missing>"), given.get(key, "<missing>")
+            found = _first_difference(saved[key], given[key], where)
+            if found:
+                return found
+        return None
+    return None if saved == given else (prefix or "arch", saved, given)
+
+
+def _load_model(step_dir: Path, model: nn.Module) -> None:
+    tensors, metadata = _read_tensors(step_dir / "model.safetensors")
+    for alias, source in json.loads(metadata.get("aliases", "{}")).items():
+        tensors[alias] = tensors[source]
+    target = _unwrap(model)
+    expected = target.state_dict()
+    for key, value in expected.items():
+        if key not in tensors:
+            raise InputError(f"checkpoint {step_dir} has no tensor {key!r} that this model needs "
+                             f"(shape {list(value.shape)})")
+        if tuple(tensors[key].shape) != tuple(value.shape):
+            raise InputError(f"checkpoint {step_dir} has {key!r} of shape {list(tensors[key].shape)}, "
+                             f"this model has shape {list(value.shape)}")
+    for key, value in tensors.items():
+        if key not in expected:
+            raise InputError(f"checkpoint {step_dir} has tensor {key!r} (shape {list(value.shape)}) "
+                             f"that this model does not have")
+    target.load_state_dict({k: tensors[k] for k in expected}, strict=True)
+
+
+_PARAM_SHAPED = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer", "square_avg", "acc_delta", "sum"}
+
+
+def _load_optimizer(step_dir: Path, optimizer: torch.optim.Optimizer) -> None:
+    tensors, _ = _read_tensors(step_dir / "optimizer.safetensors")
+    state = _decode(_read_json(step_dir / "optimizer.json"), tensors)
+    saved_groups, groups = state["param_groups"], optimizer.param_groups
+    if len(saved_groups) != len(groups):
+        raise InputError(f"checkpoint {step_dir} has {len(saved_groups)} optimizer param groups, "
+                         f"this optimizer has {len(groups)}")
+    for g, (saved, current) in enumerate(zip(saved_groups, groups)):
+        if len(saved["params"]) != len(current["params"]):
+            raise InputError(f"checkpoint {step_dir} optimizer group {g} has {len(saved['params'])} parameters, "
+                             f"this optimizer has {len(current['params'])}")
+        names = current.get("param_names") or [None] * len(current["params"])
+        saved_names = saved.get("param_names") or names
+        for index, name, saved_name, param in zip(saved["params"], names, saved_names, current["params"]):
+            label = name or f"group {g} parameter {index}"
+            if name is not None and saved_name != name:
+                raise InputError(f"checkpoint {step_dir} optimizer group {g} holds {saved_name!r} where this "
+                                 f"optimizer has {name!r}")
+            for key, value in state["state"].get(index, {}).items():
+                if key in _PARAM_SHAPED and isinstance(value, torch.Tensor) and value.shape != param.shape:
+                    raise InputError(f"checkpoint {step_dir} optimizer state {key} of {label!r} has shape "
+                                     f"{list(value.shape)}, this parameter has shape {list(param.shape)}")
+    optimizer.load_state_dict(state)
+
+
+def load_checkpoint(
+    path_or_dir: str | os.PathLike[str],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    sampler: Any | None = None,
+    arch: Mapping[str, Any] | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
+    """Restore what :func:`save_checkpoint` wrote (safetensors + JSON only; nothing is unpickled).
+
+    Args:
+        path_or_dir: a run directory (its ``latest`` is followed) or a ``step_*`` directory.
+        model, optimizer, scheduler, sampler: objects to restore in place (those given).
+        arch: when given, must equal the saved description, else a one-line
+            :class:`~openvocab.errors.InputError` names the first differing key and both values.
+        restore_rng: restore the python / numpy / torch (/ CUDA) RNG states saved with the checkpoint.
+
+    Returns:
+        ``{"step", "epoch", "arch", "extra", "path"}``.
+
+    Raises:
+        InputError: one line, for a missing/corrupt checkpoint, an architecture mismatch, a missing, unexpected or
+            differently shaped model tensor (naming the first one and both shapes) or an incompatible optimizer.
+    """
+    step_dir = resolve_checkpoint(path_or_dir)
+    state = _read_json(step_dir / "trainer_state.json")
+    if arch is not None:
+        diff = _first_difference(state.get("arch", {}), _canonical(dict(arch)))
+        if diff is not None:
+            key, saved, given = diff
+            raise InputError(f"checkpoint {step_dir} was saved for {key}={saved!r}, this model has {key}={given!r}")
+    tensors: dict[str, torch.Tensor] = {}
+    if (step_dir / "trainer_state.safetensors").is_file():
+        tensors, _ = _read_tensors(step_dir / "trainer_state.safetensors")
+    _load_model(step_dir, model)
+    if optimizer is not None:
+        _load_optimizer(step_dir, optimizer)
+    if scheduler is not None:
+        if state.get("scheduler") is None:
+            raise InputError(f"checkpoint {step_dir} has no scheduler state")
+        scheduler.load_state_dict(_decode(state["scheduler"], tensors))
+    if sampler is not None:
+        if state.get("sampler") is None:
+            raise InputError(f"checkpoint {step_dir} has no sampler state")
+        sampler.load_state_dict(_decode(state["sampler"], tensors))
+    if restore_rng and state.get("rng"):
+        _restore_rng(state["rng"])
+    return {
+        "step": int(state["step"]),
+        "epoch": int(state["epoch"]),
+        "arch": state.get("arch"),
+        "extra": _decode(state.get("extra") or {}, tensors),
+        "path": str(step_dir),
+    }

@@ -1,0 +1,206 @@
+"""Training recipes: typed dataclasses loaded from YAML, with ``key=value`` overrides from the command line.
+
+    openvocab train configs/text4vis/k400_vitb16_8f.yaml data.batch_size=4 optim.epochs=2 run.out=runs/try
+
+Defaults are Text4Vis' (Table A.3): AdamW β (0.9, 0.98), weight decay 0.2, lr 5e-5 → 5e-6 cosine, 5 warm-up
+epochs, 30 epochs, 8 frames, single template "a video of a person {}.". Unknown keys and ill-typed values are
+refused with one line naming the file (or override) and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from openvocab.errors import InputError
+
+
+@dataclass
+class ModelConfig:
+    model: str = "openai/clip-vit-base-patch16"
+    classifier: str = "text"  # text | sentence | normal | orthogonal | lda | linear
+    prompts: str = "single"  # single | ensemble | classname | path to a templates file
+    template: str | None = None
+    sentence_encoder: str = "minilm"
+    temporal: str = "tap"  # tap | ttrans
+    temporal_layers: int = 6
+    token_t1d_blocks: list[int] = field(default_factory=list)
+    train_backbone: bool = True
+    gradient_checkpointing: bool = False
+    lda_samples_per_class: int = 60  # Text4Vis §4.3: 60 videos per class
+
+
+@dataclass
+class DataConfig:
+    format: str = "manifest"  # manifest | kinetics | ucf101 | hmdb51
+    train: str = ""  # manifest / Kinetics CSV / split directory
+    val: str | None = None
+    root: str | None = None  # video root (relative manifest paths, Kinetics, UCF, HMDB)
+    classes: str | None = None  # fixed vocabulary file (one class a line)
+    split: int = 1  # UCF101 / HMDB51 split number
+    classes_subset: list[int] = field(default_factory=list)  # train on these class indices only (base classes)
+    frames: int = 8
+    sampler: str = "uniform"  # uniform | dense
+    stride: int = 4
+    views: str = "1x1"  # evaluation views
+    batch_size: int = 8
+    workers: int = 2
+    shots: int = 0  # > 0: K-shot C-way few-shot training, samples repeated to keep epoch length (B.1)
+    augment: bool = True
+    size: int = 0  # 0 = the model's input size
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-5
+    min_lr: float = 5e-6
+    weight_decay: float = 0.2
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    epochs: int = 30
+    warmup_epochs: float = 5.0
+    accumulation: int = 1
+    head_lr: float | None = None  # lr of the temporal module and head (default: lr)
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    loss: str = "ce"  # ce (frozen classifier, Eq. 3) | infonce (contrastive baseline, Eq. 2 / Algorithm 1)
+    max_grad_norm: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    out: str = "runs/text4vis"
+    seed: int = 0
+    device: str = "auto"
+    save_every_steps: int = 0  # 0: at the end of every epoch
+    keep_last: int = 3
+    eval_every_epochs: int = 1
+    max_steps: int = 0  # 0: no limit (epochs decide)
+    resume: bool = True
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if value is None and (annotation is type(None) or type(None) in args):
+        return None
+    if origin is typing.Union or str(origin) == "types.UnionType" or (args and type(None) in args):
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except InputError:
+                continue
+        raise InputError(f"{where}: {value!r} is not a valid {annotation}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return [_coerce(v, args[0], where) for v in value] if args else list(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise InputError(f"{where}: expected true/false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise InputError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _apply(section: Any, values: dict, where: str) -> None:
+    hints = typing.get_type_hints(type(section))
+    for key, value in values.items():
+        if key not in hints:
+            known = ", ".join(hints)
+            raise InputError(f"{where}: unknown key '{key}' (known: {known})")
+        setattr(section, key, _coerce(value, hints[key], f"{where}: {key}"))
+
+
+def apply_mapping(cfg: TrainConfig, data: dict, *, where: str) -> TrainConfig:
+    for name, values in (data or {}).items():
+        if name not in ("model", "data", "optim", "run"):
+            raise InputError(f"{where}: unknown section '{name}' (model, data, optim, run)")
+        if not isinstance(values, dict):
+            raise InputError(f"{where}: section '{name}' must be a mapping")
+        _apply(getattr(cfg, name), values, f"{where}: {name}")
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"optim.lr=1e-4"`` -> ``("optim", "lr", 1e-4)``; the value is parsed as YAML (numbers, lists, true/false)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise InputError(f"override '{text}' must look like section.key=value (e.g. optim.lr=1e-4)")
+    dotted, raw = text.split("=", 1)
+    section, key = dotted.split(".", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return section, key, _floatify(value)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Defaults, then the YAML file, then the overrides (later wins)."""
+    cfg = TrainConfig()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError("no such recipe file", path=p)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            line = getattr(getattr(exc, "problem_mark", None), "line", None)
+            raise InputError(f"not valid YAML{f' (line {line + 1})' if line is not None else ''}", path=p) from None
+        if not isinstance(data, dict):
+            raise InputError("a recipe must be a mapping of sections (model, data, optim, run)", path=p)
+        data = _floatify(data)
+        apply_mapping(cfg, data, where=str(p))
+    for text in overrides:
+        section, key, value = parse_override(text)
+        apply_mapping(cfg, {section: {key: value}}, where=f"override '{text}'")
+    return cfg
+
+
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _floatify(data: Any) -> Any:
+    """PyYAML (YAML 1.1) reads ``5e-5`` as a string; turn such strings back into floats."""
+    if isinstance(data, dict):
+        return {k: _floatify(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_floatify(v) for v in data]
+    if isinstance(data, str) and _SCIENTIFIC.match(data.strip()):
+        return float(data)
+    return data
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    from openvocab.atomic import atomic_write
+
+    atomic_write(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

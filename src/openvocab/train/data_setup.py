@@ -1,0 +1,64 @@
+"""From a recipe's ``data`` section to manifests, class names and datasets (one place for every trainer)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from openvocab.data.manifests import Manifest, read_hmdb51, read_kinetics_csv, read_manifest, read_ucf101
+from openvocab.errors import InputError
+from openvocab.train.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+
+def read_split(data: DataConfig, which: str) -> Manifest:
+    """The ``train`` or ``val`` split named by the recipe, in its format."""
+    source = data.train if which == "train" else data.val
+    if not source:
+        raise InputError(f"the recipe names no {which} data (data.{which})")
+    fmt = data.format
+    if fmt == "manifest":
+        return read_manifest(source, root=data.root, classes=data.classes)
+    if data.root is None:
+        raise InputError(f"data.format={fmt} needs data.root (the folder holding the videos)")
+    if fmt == "kinetics":
+        return read_kinetics_csv(source, video_root=data.root, classes=data.classes)
+    if fmt == "ucf101":
+        return read_ucf101(source, video_root=data.root, split=data.split, subset="train" if which == "train" else "test")
+    if fmt == "hmdb51":
+        return read_hmdb51(source, video_root=data.root, split=data.split, subset="train" if which == "train" else "test")
+    raise InputError(f"unknown data.format '{fmt}' (manifest, kinetics, ucf101, hmdb51)")
+
+
+def load_splits(data: DataConfig, *, log_problems: bool = True) -> tuple[Manifest, Manifest | None]:
+    """Train (and val) manifests on one shared vocabulary, restricted to ``classes_subset`` when given.
+
+    Problems are reported per row (with row numbers) plus a summary; training refuses an empty train split.
+    """
+    train = read_split(data, "train")
+    val = read_split(data, "val") if data.val else None
+    if val is not None and val.classes != train.classes:
+        if set(val.classes) <= set(train.classes):  # re-index val onto the train vocabulary
+            index = {c: i for i, c in enumerate(train.classes)}
+            val = replace(val, classes=list(train.classes), records=[replace(r, labels=tuple(index[val.classes[j]] for j in r.labels)) for r in val.records])
+        else:
+            extra = sorted(set(val.classes) - set(train.classes))[:5]
+            raise InputError(f"the val split has classes the train split lacks: {', '.join(extra)} (use a fixed vocabulary: data.classes)")
+    if data.classes_subset:
+        train = train.subset(data.classes_subset)
+        val = val.subset(data.classes_subset) if val is not None else None
+    for m in (train, val):
+        if m is None or not log_problems:
+            continue
+        for problem in m.problems[:20]:
+            log.warning("%s", problem)
+        if len(m.problems) > 20:
+            log.warning("… and %d more problems in %s", len(m.problems) - 20, m.source)
+        log.info("%s", m.summary())
+    train.require_nonempty()
+    if val is not None:
+        val.require_nonempty()
+    return train, val
+
+

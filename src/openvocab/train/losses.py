@@ -1,0 +1,202 @@
+"""Training losses of the Text4Vis paper (``../shared/papers/text4vis-revisiting-classifier.txt``).
+
+* :func:`frozen_classifier_ce` — Eq. 3, the Text4Vis paradigm: cross-entropy over the scaled cosine similarity between
+  the video embedding and a FROZEN classifier ``W~`` whose rows are the text embeddings of the class names (Eq. 6).
+* :func:`distributed_infonce` — Eq. 2 with the batch gathering of Appendix C.3 / Algorithm 1: the contrastive
+  (ActionCLIP-style) paradigm that Text4Vis compares against in §4.3 "Ours vs. contrastive" (Table 9).
+
+Reduction convention of :func:`distributed_infonce` (proven by ``tests/test_train_losses.py``): with M ranks each
+holding N pairs, rank k returns ``L_k`` = the mean over its N local rows of the two N·M-way cross-entropies, averaged
+over the two directions. Then
+
+* ``mean_k L_k`` equals the single-process InfoNCE over the full N·M batch (the NM×NM similarity matrix);
+* the gradient that ``L_k.backward()`` leaves on rank k's local inputs equals ``M ×`` the full-batch gradient of those
+  rows (the gather's backward SUMS the contributions of every rank's loss, i.e. it differentiates ``sum_k L_k``);
+* therefore DDP's all-reduce-MEAN of parameter gradients gives exactly the full-batch gradient of the model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["distributed_infonce", "frozen_classifier_ce", "gather_with_grad", "targets_from_labels"]
+
+
+def _scaled_cosine(a: Tensor, b: Tensor, logit_scale: float | Tensor) -> Tensor:
+    return logit_scale * (F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).t())
+
+
+def frozen_classifier_ce(
+    video_emb: Tensor,
+    classifier: Tensor,
+    targets: Tensor,
+    *,
+    logit_scale: float | Tensor,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Text4Vis Eq. 3: ``H(y | softmax(s · cos(g_V(x), W~)))`` with a frozen classifier ``W~``.
+
+    Args:
+        video_emb: ``(B, D)`` clip embeddings ``g_V(x)`` (gradients flow into the visual side).
+        classifier: ``(C, D)`` classifier rows ``W~_i = g_T(l_i)`` (Eq. 6), or any other fixed initialisation of §2.2
+            (random, orthogonal, LDA). It is DETACHED: Eq. 3 optimises only ``Theta_V``, so ``W~`` never receives a
+            gradient even if it is a ``requires_grad`` parameter.
+        targets: ``(B,)`` integer class indices (single-label; the multi-label losses live elsewhere).
+        logit_scale: the multiplier ``s`` applied to the cosine similarities (CLIP's ``exp(logit_scale)``, ~100);
+            a tensor may carry a gradient if the scale is learnt.
+        label_smoothing: passed to :func:`torch.nn.functional.cross_entropy`.
+
+    Returns:
+        The mean cross-entropy over the batch (a 0-d tensor).
+    """
+    if video_emb.ndim != 2 or classifier.ndim != 2 or video_emb.shape[1] != classifier.shape[1]:
+        raise ValueError(
+            f"frozen_classifier_ce needs video_emb (B, D) and classifier (C, D); got {tuple(video_emb.shape)} "
+            f"and {tuple(classifier.shape)}"
+        )
+    if targets.ndim != 1 or targets.shape[0] != video_emb.shape[0] or targets.is_floating_point():
+        raise ValueError(f"targets must be (B,) integer class indices, got {tuple(targets.shape)} {targets.dtype}")
+    logits = _scaled_cosine(video_emb, classifier.detach().to(video_emb.dtype), logit_scale)
+    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+
+
+def targets_from_labels(row_labels: Tensor, col_labels: Tensor | None = None) -> Tensor:
+    """Soft multi-positive targets: ``T[i, j] = [row_labels[i] == col_labels[j]] / #positives(i)``.
+
+    ActionCLIP fine-tunes with video-text pairs whose texts are class names, so several videos of a batch share the
+    same text. Plain InfoNCE (Algorithm 1) then treats the duplicate texts of the same class as negatives. ActionCLIP
+    instead builds a ground-truth similarity matrix (1 where the two samples have the same class) and minimises the
+    KL divergence between the softmax of the logits and that matrix normalised per row. Minimising the KL divergence
+    or the cross-entropy against the same target distribution has identical gradients (they differ by the target's
+    entropy, a constant), so :func:`distributed_infonce` uses the soft-target cross-entropy these targets define.
+    (ActionCLIP's code normalises with ``softmax(10 · gt)``, which puts ~e^-10 mass on negatives; the exact
+    per-row normalisation used here puts none.)
+
+    Args:
+        row_labels: ``(N,)`` class ids of the rows (the local samples).
+        col_labels: ``(K,)`` class ids of the columns (the gathered samples); defaults to ``row_labels``.
+
+    Returns:
+        ``(N, K)`` float targets whose rows sum to 1 (each row has at least one positive when its own sample is
+        among the columns).
+    """
+    col_labels = row_labels if col_labels is None else col_labels
+    same = (row_labels.reshape(-1, 1) == col_labels.reshape(1, -1)).float()
+    count = same.sum(dim=1, keepdim=True)
+    if bool((count == 0).any()):
+        raise ValueError("targets_from_labels: a row label has no positive among the column labels")
+    return same / count
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather (concatenate along dim 0) whose backward sends every rank's gradient back to the owning shard.
+
+    Backward all-reduces (SUM) the gradient of the gathered tensor and returns this rank's slice, so the local
+    shard receives ``d(sum_k L_k)/d(shard)`` through the gathered copies. Works on any backend (gloo, NCCL) because
+    it needs only ``all_gather`` and ``all_reduce``. All ranks must pass shards of the same shape.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor, group) -> Tensor:  # type: ignore[override]
+        import torch.distributed as dist
+
+        world = dist.get_world_size(group=group)
+        ctx.group = group
+        ctx.rank = dist.get_rank(group=group)
+        ctx.size = tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(world)]
+        dist.all_gather(parts, tensor.contiguous(), group=group)
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):  # type: ignore[override]
+        import torch.distributed as dist
+
+        grad = grad_output.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        start = ctx.rank * ctx.size
+        return grad[start : start + ctx.size], None
+
+
+def _dist_info(group) -> tuple[int, int]:
+    """(rank, world size) of ``group``, or (0, 1) when torch.distributed is not initialised."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0, 1
+    return dist.get_rank(group=group), dist.get_world_size(group=group)
+
+
+def gather_with_grad(tensor: Tensor, *, group=None) -> Tensor:
+    """``batch_gather`` of Algorithm 1: concatenate the ``(N, ...)`` shards of all ranks into ``(N·M, ...)``.
+
+    Differentiable (see :class:`_GatherWithGrad`); the identity when not distributed or with one rank.
+    """
+    _, world = _dist_info(group)
+    if world == 1:
+        return tensor
+    return _GatherWithGrad.apply(tensor, group)
+
+
+def _gather_no_grad(tensor: Tensor, group) -> Tensor:
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size(group=group))]
+    dist.all_gather(parts, tensor.contiguous(), group=group)
+    return torch.cat(parts, dim=0)
+
+
+def distributed_infonce(
+    vision: Tensor,
+    text: Tensor,
+    *,
+    logit_scale: float | Tensor,
+    labels: Tensor | None = None,
+    group=None,
+) -> Tensor:
+    """Symmetric InfoNCE with batch gathering — Text4Vis Eq. 2 as computed by Algorithm 1 (Appendix C.3).
+
+    Each rank L2-normalises its ``N`` local vision and text features, gathers both modalities from all ``M`` ranks
+    (with gradient flowing back to the local shard), and computes the local ``(N, N·M)`` logits
+    ``s · v_local @ t_all^T`` and ``s · t_local @ v_all^T``. The positive of local row ``i`` is column
+    ``rank·N + i``. The loss is the mean of the two cross-entropies (vision→text and text→vision), each averaged over
+    the N local rows. See the module docstring for how the per-rank losses and gradients relate to the full-batch
+    InfoNCE (DDP's gradient mean makes them identical). Without an initialised process group (or with one rank) this
+    is plain single-process InfoNCE over the batch.
+
+    Args:
+        vision: ``(N, D)`` local vision (video) features.
+        text: ``(N, D)`` local text features, row ``i`` paired with ``vision[i]``.
+        logit_scale: the multiplier ``s`` (CLIP's ``exp(logit_scale)``); a tensor may carry a gradient.
+        labels: optional ``(N,)`` integer class ids. When given, samples of the same class are all positives of each
+            other (ActionCLIP-style duplicate texts) via :func:`targets_from_labels`; the default ``None`` is the
+            plain one-positive InfoNCE of Algorithm 1.
+        group: the process group (default: the world). All ranks must hold the same N.
+
+    Returns:
+        This rank's loss ``L_k`` (0-d tensor).
+    """
+    if vision.ndim != 2 or vision.shape != text.shape:
+        raise ValueError(
+            f"distributed_infonce needs vision and text of the same (N, D) shape; got {tuple(vision.shape)} "
+            f"and {tuple(text.shape)}"
+        )
+    rank, world = _dist_info(group)
+    n = vision.shape[0]
+    v_local = F.normalize(vision, dim=-1)
+    t_local = F.normalize(text, dim=-1)
+    v_all = gather_with_grad(v_local, group=group)
+    t_all = gather_with_grad(t_local, group=group)
+    logits_vision = logit_scale * v_local @ t_all.t()  # (N, N·M)
+    logits_text = logit_scale * t_local @ v_all.t()  # (N, N·M)
+    if labels is None:
+        targets: Tensor = torch.arange(n, device=vision.device) + rank * n
+    else:
+        if labels.shape != (n,):
+            raise ValueError(f"labels must be ({n},), got {tuple(labels.shape)}")
+        labels = labels.to(vision.device)
+        all_labels = labels if world == 1 else _gather_no_grad(labels, group)
+        targets = targets_from_labels(labels, all_labels).to(logits_vision.dtype)
+    return 0.5 * (F.cross_entropy(logits_vision, targets) + F.cross_entropy(logits_text, targets))

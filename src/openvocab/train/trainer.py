@@ -1,0 +1,310 @@
+"""The training loop of Text4Vis (and, later, MOV and multi-label recipes built from the same parts).
+
+One function, :func:`train`, runs a recipe (:class:`~openvocab.train.config.TrainConfig`):
+
+* model: CLIP vision tower + temporal module + classifier head (:mod:`openvocab.models.recognizer`);
+* loss: CE on the frozen classifier's logits (Eq. 3) or the contrastive baseline (Eq. 2 with the batch gather of
+  Algorithm 1, the class texts encoded offline = the frozen ``W̃`` rows);
+* AdamW (β 0.9/0.98, wd 0.2, none on norms/biases), linear warm-up + cosine, gradient accumulation, gradient
+  checkpointing, bf16/fp16 autocast on CUDA;
+* DDP under ``torchrun`` (gloo on CPU, nccl on GPU) with a resumable distributed sampler;
+* checkpoints (safetensors + JSON, atomic) with exact resume: model, optimiser, scheduler, sampler position, RNG;
+* a JSONL metrics log and a progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from openvocab.data.dataset import ClipSpec, VideoClipDataset, collate_skip_failed
+from openvocab.errors import InputError
+from openvocab.io.sampling import SamplerSpec, parse_views
+from openvocab.models.backbone import ClipBackbone
+from openvocab.models.heads import FrozenClassifier
+from openvocab.models.recognizer import RecognizerSpec, VideoRecognizer, build_head
+from openvocab.train.config import TrainConfig, save_config
+from openvocab.train.data_setup import load_splits
+from openvocab.train.losses import distributed_infonce
+from openvocab.train.samplers import ResumableDistributedSampler, few_shot_indices, repeat_to_length
+from openvocab.train.schedule import build_adamw, cosine_with_warmup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: str) -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return DistInfo(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _device(cfg: TrainConfig, dist: DistInfo) -> str:
+    if cfg.run.device != "auto":
+        return cfg.run.device
+    if torch.cuda.is_available():
+        return f"cuda:{dist.local_rank}"
+    return "cpu"
+
+
+def _autocast(cfg: TrainConfig, device: str):
+    precision = cfg.optim.precision
+    if precision == "auto":
+        precision = "bf16" if device.startswith("cuda") else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: TrainConfig, class_names: list[str], *, device: str, lda_data=None) -> VideoRecognizer:
+    """Backbone, head and temporal module named by the recipe (the classifier weights are deterministic)."""
+    from openvocab.text.prompts import load_templates_file, prompt_set
+
+    backbone = ClipBackbone.from_pretrained(cfg.model.model)
+    spec = RecognizerSpec(
+        model=cfg.model.model, num_classes=len(class_names), classifier=cfg.model.classifier,
+        temporal=cfg.model.temporal, temporal_layers=cfg.model.temporal_layers,
+        token_t1d_blocks=tuple(cfg.model.token_t1d_blocks), frames=cfg.data.frames, train_backbone=cfg.model.train_backbone,
+    )
+    if cfg.model.prompts in {"single", "ensemble", "classname"}:
+        prompts = prompt_set(cfg.model.prompts, template=cfg.model.template)  # type: ignore[arg-type]
+    else:
+        prompts = load_templates_file(cfg.model.prompts)
+    feats, labels = lda_data if lda_data is not None else (None, None)
+    head = build_head(spec, backbone=backbone, class_names=class_names, prompts=prompts, lda_features=feats, lda_labels=labels, sentence_encoder=cfg.model.sentence_encoder, seed=cfg.run.seed)
+    model = VideoRecognizer(backbone=backbone, head=head, spec=spec)
+    if cfg.model.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    return model.to(device)
+
+
+def _clip_spec(cfg: TrainConfig, backbone: ClipBackbone) -> ClipSpec:
+    spec = backbone.image_spec
+    size = cfg.data.size or spec.size
+    return ClipSpec(size=size, resize_short_side=max(size, spec.resize_short_side) if cfg.data.size == 0 else size, mean=spec.mean, std=spec.std)
+
+
+@torch.inference_mode()
+def extract_lda_data(cfg: TrainConfig, records, num_classes: int, *, device: str) -> tuple[torch.Tensor, np.ndarray]:
+    """Frozen pretrained video embeddings (TAP) of up to ``lda_samples_per_class`` training videos per class."""
+    backbone = ClipBackbone.from_pretrained(cfg.model.model, device=device)
+    picks = few_shot_indices([r.labels[0] for r in records], shots=cfg.model.lda_samples_per_class, seed=cfg.run.seed)
+    ds = VideoClipDataset([records[i] for i in picks], sampler=SamplerSpec(kind=cfg.data.sampler, frames=cfg.data.frames, stride=cfg.data.stride), clip=_clip_spec(cfg, backbone))
+    feats, labels = [], []
+    for batch in DataLoader(ds, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers, collate_fn=collate_skip_failed):
+        if batch["pixels"] is None:
+            continue
+        px = batch["pixels"][:, 0, 0]  # (B, T, 3, S, S): crop 0, view 0
+        b, t = px.shape[:2]
+        feats.append(backbone.encode_frames(px.reshape(b * t, *px.shape[2:])).reshape(b, t, -1).mean(1).float().cpu())
+        labels.append(batch["target"].numpy())
+    return torch.cat(feats), np.concatenate(labels)
+
+
+def _loss(cfg: TrainConfig, train_model: torch.nn.Module, model: VideoRecognizer, pixels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CE on the frozen classifier (Eq. 3), or InfoNCE of each video against its class text (Eq. 2 / Alg. 1).
+
+    Both go through ``train_model`` (the DDP wrapper when distributed) so gradients are synchronised.
+    """
+    if cfg.optim.loss == "ce":
+        return F.cross_entropy(train_model(pixels).float(), target)
+    if cfg.optim.loss == "infonce":
+        if not isinstance(model.head, FrozenClassifier):
+            raise InputError("optim.loss=infonce needs a text classifier (model.classifier: text or sentence)")
+        video = train_model(pixels, embed=True)
+        text = model.head.weight[target]  # offline text encoder: the class embeddings, frozen
+        return distributed_infonce(video.float(), text, logit_scale=model.head.logit_scale, labels=target)
+    raise InputError(f"unknown optim.loss '{cfg.optim.loss}' (ce, infonce)")
+
+
+@torch.inference_mode()
+def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -> dict:
+    """Top-1 / top-5 / mean-class accuracy with per-view softmax averaged over views (Text4Vis multi-view)."""
+    from openvocab.eval.metrics import mean_class_accuracy, topk_accuracy
+
+    model.eval()
+    scores, targets = [], []
+    for batch in loader:
+        if batch["pixels"] is None:
+            continue
+        px = batch["pixels"].to(device)  # (B, C, V, T, 3, S, S)
+        b, c, v = px.shape[:3]
+        logits = model(px.reshape(b * c * v, *px.shape[3:])).float().reshape(b, c * v, -1)
+        scores.append(logits.softmax(-1).mean(1).cpu())
+        targets.append(batch["target"])
+    if not scores:
+        return {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan"), "videos": 0}
+    s, t = torch.cat(scores), torch.cat(targets)
+    acc = topk_accuracy(s, t, ks=(1, min(5, s.shape[1])))
+    return {"top1": acc[1], "top5": acc[min(5, s.shape[1])], "mean_class": mean_class_accuracy(s, t, num_classes=s.shape[1]), "videos": int(t.numel())}
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run the recipe; returns the final metrics. Resumes from ``run.out`` when a checkpoint is there."""
+    from openvocab.train.checkpoint import load_checkpoint, save_checkpoint
+
+    out = Path(cfg.run.out).expanduser()
+    probe_device = cfg.run.device if cfg.run.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    dist = _init_distributed(probe_device)
+    device = _device(cfg, dist)
+    seed_everything(cfg.run.seed + dist.rank)
+    train_m, val_m = load_splits(cfg.data, log_problems=dist.main)
+    class_names = train_m.class_names(normalised=True)
+    records = list(train_m.records)
+    if cfg.data.shots > 0:  # K-shot C-way, repeated to keep the full-data epoch length (Text4Vis B.1)
+        picks = few_shot_indices([r.labels[0] for r in records], shots=cfg.data.shots, seed=cfg.run.seed)
+        records = [records[i] for i in repeat_to_length(picks, len(records), seed=cfg.run.seed)]
+
+    lda = extract_lda_data(cfg, records, len(class_names), device=device) if cfg.model.classifier == "lda" else None
+    model = build_model(cfg, class_names, device=device, lda_data=lda)
+    clip = _clip_spec(cfg, model.backbone)
+    sampler_spec = SamplerSpec(kind=cfg.data.sampler, frames=cfg.data.frames, stride=cfg.data.stride)  # type: ignore[arg-type]
+    augment = None
+    if cfg.data.augment:
+        from openvocab.data.augment import AugmentSpec, VideoAugment
+
+        augment = VideoAugment(AugmentSpec(size=clip.size, mean=clip.mean, std=clip.std))
+    train_ds = VideoClipDataset(records, sampler=sampler_spec, clip=clip, train=True, augment=augment, seed=cfg.run.seed)
+    sampler = ResumableDistributedSampler(len(train_ds), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.run.seed)
+    loader = DataLoader(train_ds, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.workers, collate_fn=collate_skip_failed, persistent_workers=False)
+    val_loader = None
+    if val_m is not None:
+        t, c = parse_views(cfg.data.views)
+        val_spec = SamplerSpec(kind=cfg.data.sampler, frames=cfg.data.frames, stride=cfg.data.stride, temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
+        val_ds = VideoClipDataset(val_m.records, sampler=val_spec, clip=clip, train=False)
+        val_loader = DataLoader(val_ds, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers, collate_fn=collate_skip_failed)
+
+    batches_per_epoch = math.ceil(len(sampler) / cfg.data.batch_size)
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.optim.accumulation))
+    total_steps = steps_per_epoch * cfg.optim.epochs
+    if cfg.run.max_steps:
+        total_steps = min(total_steps, cfg.run.max_steps)
+    head_names = {n for n, _ in model.trainable_named_parameters() if not n.startswith("backbone.")}
+    groups = [{"name": "backbone", "named_params": [(n, p) for n, p in model.trainable_named_parameters() if n not in head_names]},
+              {"name": "head", "named_params": [(n, p) for n, p in model.trainable_named_parameters() if n in head_names], "lr": cfg.optim.head_lr or cfg.optim.lr}]
+    groups = [g for g in groups if g["named_params"]]
+    optimizer = build_adamw(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas))
+    scheduler = cosine_with_warmup(optimizer, total_steps=total_steps, warmup_steps=min(total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch)), base_lr=cfg.optim.lr, min_lr=cfg.optim.min_lr)
+    arch = model.spec.to_dict()
+
+    step, start_epoch = 0, 0
+    if cfg.run.resume and (out / "latest").is_file():
+        state = load_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, arch=arch)
+        step, start_epoch = int(state["step"]), int(state["epoch"])
+        if dist.main:
+            log.info("resumed from %s at step %d (epoch %d)", out, step, start_epoch)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    train_model: torch.nn.Module = model
+    if dist.world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if device.startswith("cuda") else None)
+
+    metrics_path = out / "metrics.jsonl"
+    progress = _progress(cfg, dist, total_steps, step)
+    final: dict = {}
+    dropped_total = 0
+    for epoch in range(start_epoch, cfg.optim.epochs):
+        if step >= total_steps:
+            break
+        sampler.set_epoch(epoch)
+        train_ds.set_epoch(epoch)
+        train_model.train()
+        micro = sampler.consumed_samples // cfg.data.batch_size  # > 0 when resuming mid-epoch
+        optimizer.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        for batch in loader:
+            dropped_total += batch["dropped"]
+            if batch["pixels"] is None:
+                sampler.advance(batch["dropped"])
+                continue
+            with _autocast(cfg, device):
+                loss = _loss(cfg, train_model, model, batch["pixels"].to(device), batch["target"].to(device))
+            (loss / cfg.optim.accumulation).backward()
+            sampler.advance(len(batch["index"]) + batch["dropped"])
+            micro += 1
+            if micro % cfg.optim.accumulation and micro < batches_per_epoch:
+                continue
+            if cfg.optim.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_([p for _, p in model.trainable_named_parameters()], cfg.optim.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            row = {"step": step, "epoch": epoch, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 3)}
+            t0 = time.perf_counter()
+            if dist.main:
+                _append_jsonl(metrics_path, row)
+                progress(step, row["loss"])
+            last_of_epoch = micro >= batches_per_epoch
+            if dist.main and ((cfg.run.save_every_steps and step % cfg.run.save_every_steps == 0) or (not cfg.run.save_every_steps and last_of_epoch) or step >= total_steps):
+                save_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, step=step, epoch=epoch + (1 if last_of_epoch else 0), arch=arch, keep_last=cfg.run.keep_last, extra={"class_names": class_names})
+            if step >= total_steps:
+                break
+        if val_loader is not None and dist.main and ((epoch + 1) % cfg.run.eval_every_epochs == 0 or step >= total_steps):
+            final = {"step": step, "epoch": epoch, **{f"val_{k}": v for k, v in evaluate_model(model, val_loader, device=device).items()}}
+            _append_jsonl(metrics_path, final)
+    if dropped_total and dist.main:
+        log.warning("%d training clips failed to decode and were skipped (see the warnings above)", dropped_total)
+    progress(None, None)
+    return {"step": step, "out": str(out), **final}
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+
+
+def _progress(cfg: TrainConfig, dist: DistInfo, total: int, start: int):
+    if not (cfg.run.progress and dist.main):
+        return lambda step, loss: None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"), console=Console(stderr=True), transient=False)
+    task = bar.add_task("", total=total, completed=start)
+    bar.start()
+
+    def update(step, loss):
+        if step is None:
+            bar.stop()
+            return
+        bar.update(task, completed=step, description=f"loss {loss:.4f}")
+
+    return update

@@ -31,6 +31,15 @@ model_app = typer.Typer(no_args_is_help=True, help="Create or inspect model dire
 app.add_typer(labels_app, name="labels")
 app.add_typer(model_app, name="model")
 
+
+def _register_subapps() -> None:
+    from openvocab.data.cli import data_app
+
+    app.add_typer(data_app, name="data", help="Datasets: synthetic benchmark, manifest checks.")
+
+
+_register_subapps()
+
 _MODEL_HELP = "Hub id or local model directory (env OPENVOCAB_MODEL sets the default)."
 _PROMPTS_HELP = "Prompt set: 'ensemble' (CLIP's 28 Kinetics templates), 'single', 'classname', or a templates file."
 

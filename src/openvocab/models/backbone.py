@@ -212,7 +212,9 @@ class ClipBackbone(nn.Module):
         Equals ``CLIPModel.get_image_features(pixel_values).pooler_output`` (tested).
         """
         pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
-        out = self.clip.vision_model(pixel_values=pixel_values, return_dict=True)
+        native = pixel_values.shape[-2:] == (self.image_spec.size, self.image_spec.size)
+        # other input sizes: position embeddings bilinearly interpolated (as MOV §4.1 does for spectrograms)
+        out = self.clip.vision_model(pixel_values=pixel_values, interpolate_pos_encoding=not native, return_dict=True)
         return self.clip.visual_projection(out.pooler_output)
 
     def vision_tokens(self, pixel_values: torch.Tensor, *, layers: Sequence[int] | None = None) -> torch.Tensor:

@@ -53,6 +53,11 @@ class DataConfig:
     workers: int = 2
     shots: int = 0  # > 0: K-shot C-way few-shot training, samples repeated to keep epoch length (B.1)
     augment: bool = True
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # RandomResizedCrop area range (Table A.3)
+    gray_p: float = 0.2
+    flip_p: float = 0.5
+    randaugment_n: int = 2
+    randaugment_m: int = 9
     size: int = 0  # 0 = the model's input size
 
 

@@ -198,7 +198,8 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.data.augment:
         from openvocab.data.augment import AugmentSpec, VideoAugment
 
-        augment = VideoAugment(AugmentSpec(size=clip.size, mean=clip.mean, std=clip.std))
+        d = cfg.data
+        augment = VideoAugment(AugmentSpec(size=clip.size, scale=tuple(d.crop_scale), flip_p=d.flip_p, gray_p=d.gray_p, randaugment_n=d.randaugment_n, randaugment_m=d.randaugment_m, mean=clip.mean, std=clip.std))
     train_ds = VideoClipDataset(records, sampler=sampler_spec, clip=clip, train=True, augment=augment, seed=cfg.run.seed)
     sampler = ResumableDistributedSampler(len(train_ds), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.run.seed)
     loader = DataLoader(train_ds, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.workers, collate_fn=collate_skip_failed, persistent_workers=False)

@@ -1,0 +1,125 @@
+"""Torch datasets over manifests: the same decoding, sampling and preprocessing as ``openvocab classify``.
+
+* training items: one clip of ``T`` frames sampled in train mode (random frame per TSN segment, or a random dense
+  clip), augmented identically across frames (Text4Vis Table A.3) -> ``(T, 3, S, S)``;
+* evaluation items: test-mode sampling with ``temporal_views × spatial_crops`` views -> ``(C, V, T, 3, S, S)``.
+
+Randomness is a pure function of ``(seed, epoch, index)``, so a resumed run sees exactly the clips and
+augmentations the uninterrupted run would have seen, whatever the number of DataLoader workers. A file that fails
+to decode yields ``None``; :func:`collate_skip_failed` drops it and the trainer reports it (batch jobs continue).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from openvocab.data.manifests import VideoRecord
+from openvocab.errors import OpenVocabError
+from openvocab.io.decode import open_video
+from openvocab.io.sampling import SamplerSpec, sample_indices
+from openvocab.io.transforms import CLIP_MEAN, CLIP_STD, preprocess_frames
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Frame geometry of the model: output size, short side before cropping, normalisation."""
+
+    size: int = 224
+    resize_short_side: int = 224
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+
+
+def _window(record: VideoRecord, num_frames: int, fps: float) -> tuple[int, int]:
+    """Frame range ``[first, first + count)`` of the labelled window (the whole file when no start/end)."""
+    if record.start_s is None and record.end_s is None:
+        return 0, num_frames
+    first = int(round((record.start_s or 0.0) * fps))
+    last = num_frames if record.end_s is None else int(round(record.end_s * fps))
+    first = min(max(first, 0), num_frames - 1)
+    last = min(max(last, first + 1), num_frames)
+    return first, last - first
+
+
+class VideoClipDataset(Dataset):
+    """Clips of the videos in ``records``; see the module docstring for what an item is."""
+
+    def __init__(self, records: Sequence[VideoRecord], *, sampler: SamplerSpec, clip: ClipSpec = ClipSpec(), train: bool = False, augment=None, seed: int = 0, multi_label: bool = False, num_classes: int | None = None) -> None:
+        self.records = list(records)
+        self.sampler = sampler
+        self.clip = clip
+        self.train = train
+        self.augment = augment
+        self.seed = int(seed)
+        self.epoch = 0
+        self.multi_label = multi_label
+        self.num_classes = num_classes
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _target(self, record: VideoRecord):
+        if not self.multi_label:
+            return int(record.labels[0]) if record.labels else -1
+        target = torch.zeros(self.num_classes or 0)
+        target[list(record.labels)] = 1.0
+        return target
+
+    def __getitem__(self, index: int):
+        record = self.records[index]
+        try:
+            return self._load(index, record)
+        except OpenVocabError as exc:
+            log.warning("skipped %s", exc)
+            return None
+
+    def _load(self, index: int, record: VideoRecord) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        source = open_video(record.path)
+        first, count = _window(record, source.info.num_frames, source.info.fps)
+        if self.train:
+            one_view = SamplerSpec(kind=self.sampler.kind, frames=self.sampler.frames, stride=self.sampler.stride)
+            indices = sample_indices(one_view, count, train=True, rng=rng) + first
+        else:
+            indices = sample_indices(self.sampler, count) + first
+        flat = indices.reshape(-1).tolist()
+        # decode a bit larger than the crop when augmenting, so RandomResizedCrop has pixels to zoom into
+        short = self.clip.resize_short_side if not self.train else max(self.clip.resize_short_side, int(self.clip.size * 1.15))
+        decoded = source.read(flat, max_short_side=short)
+        if self.train:
+            if self.augment is not None:
+                gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+                pixels = self.augment(torch.from_numpy(decoded.frames), generator=gen)
+            else:
+                pixels = preprocess_frames(decoded.frames, size=self.clip.size, crops=1, mean=self.clip.mean, std=self.clip.std, resize_short_side=self.clip.resize_short_side)[0]
+        else:
+            pixels = preprocess_frames(decoded.frames, size=self.clip.size, crops=self.sampler.spatial_crops, mean=self.clip.mean, std=self.clip.std, resize_short_side=self.clip.resize_short_side)
+            pixels = pixels.reshape(self.sampler.spatial_crops, *indices.shape, *pixels.shape[2:])
+        return {"pixels": pixels, "target": self._target(record), "index": index}
+
+
+def collate_skip_failed(items: list) -> dict:
+    """Stack the items that decoded; ``dropped`` counts those that failed (each was logged).
+
+    When every item failed, ``pixels`` is ``None`` (the caller still learns how many samples were consumed)."""
+    good = [it for it in items if it is not None]
+    if not good:
+        return {"pixels": None, "target": None, "index": torch.zeros(0, dtype=torch.long), "dropped": len(items)}
+    target = [it["target"] for it in good]
+    return {
+        "pixels": torch.stack([it["pixels"] for it in good]),
+        "target": torch.stack(target) if isinstance(target[0], torch.Tensor) else torch.tensor(target, dtype=torch.long),
+        "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
+        "dropped": len(items) - len(good),
+    }

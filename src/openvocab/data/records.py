@@ -1,0 +1,298 @@
+"""The records of a dataset list and the helpers every reader shares.
+
+:class:`VideoRecord` (a path, class indices, an optional time window, the source line), :class:`RowProblem` (a
+skipped row: file, 1-based line, one-line reason, kind) and :class:`Manifest` (records, class vocabulary, problems,
+source name). Readers live in :mod:`openvocab.data.manifests` (generic CSV/JSONL) and
+:mod:`openvocab.data.official` (Kinetics, UCF101, HMDB51).
+
+Problem kinds (counted by :meth:`Manifest.summary`): ``malformed row``, ``empty path``, ``missing label``,
+``unknown label``, ``bad time range``, ``missing file``. Every problem means its row was skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openvocab.errors import InputError
+from openvocab.io.discover import IMAGE_SUFFIXES
+from openvocab.text.prompts import normalise_class_name, read_labels_file
+
+__all__ = [
+    "LabelCollector",
+    "Manifest",
+    "RowProblem",
+    "VideoRecord",
+    "Vocabulary",
+    "check_window",
+    "is_video_path",
+    "parse_time",
+    "read_text_file",
+    "resolve_vocabulary",
+    "split_labels",
+]
+
+MALFORMED = "malformed row"
+EMPTY_PATH = "empty path"
+MISSING_LABEL = "missing label"
+UNKNOWN_LABEL = "unknown label"
+BAD_TIME = "bad time range"
+MISSING_FILE = "missing file"
+
+_LABEL_SEPARATORS = ("|", ";")
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video of a manifest.
+
+    ``path``: a video file or a folder of frame images (absolute unless the reader was told not to check files).
+    ``labels``: class indices into :attr:`Manifest.classes` (one for single-label data, several for multi-label,
+    none for unlabelled test lists). ``start_s``/``end_s``: the labelled window inside the file, when the file is
+    longer than the clip. ``row``: the 1-based line of the source file, for messages.
+    """
+
+    path: str
+    labels: tuple[int, ...]
+    start_s: float | None = None
+    end_s: float | None = None
+    row: int | None = None
+
+    @property
+    def label(self) -> int:
+        """The single class index of a single-label record (raises ``ValueError`` otherwise)."""
+        if len(self.labels) != 1:
+            raise ValueError(f"{self.path} has {len(self.labels)} labels, not exactly one")
+        return self.labels[0]
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A skipped row: ``source`` file, 1-based ``row`` (None for file-level notes), one-line ``message`` and the
+    problem ``kind`` that :meth:`Manifest.summary` counts."""
+
+    source: str
+    row: int | None
+    message: str
+    kind: str = MALFORMED
+
+    def __str__(self) -> str:
+        where = self.source if self.row is None else f"{self.source}:{self.row}"
+        return f"{where}: {self.message}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def _problem_counts(problems: Sequence[RowProblem]) -> str:
+    counts = Counter(p.kind for p in problems)
+    return ", ".join(_plural(n, kind) for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@dataclass
+class Manifest:
+    """Records, the class vocabulary (index -> raw class name), the skipped rows and a source name."""
+
+    records: list[VideoRecord]
+    classes: list[str]
+    problems: list[RowProblem] = field(default_factory=list)
+    source: str = "manifest"
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def class_names(self, *, normalised: bool = True) -> list[str]:
+        """Class names in index order; ``normalised`` turns identifiers into prompt-ready words
+        (``ApplyEyeMakeup`` -> ``apply eye makeup``, ``brush_hair`` -> ``brush hair``) with
+        :func:`~openvocab.text.prompts.normalise_class_name`."""
+        return [normalise_class_name(c) for c in self.classes] if normalised else list(self.classes)
+
+    def class_counts(self) -> list[int]:
+        """Number of records carrying each class, in class index order."""
+        counts = [0] * len(self.classes)
+        for record in self.records:
+            for label in record.labels:
+                counts[label] += 1
+        return counts
+
+    def summary(self) -> str:
+        """One line: ``"ucf101 trainlist01: 9,537 videos, 101 classes, 3 rows skipped (2 missing files, 1 unknown
+        label)"``."""
+        text = f"{self.source}: {_plural(len(self.records), 'video')}, {_plural(len(self.classes), 'class')}"
+        text = text.replace(" classs", " classes")
+        if self.problems:
+            text += f", {_plural(len(self.problems), 'row')} skipped ({_problem_counts(self.problems)})"
+        return text
+
+    def subset(self, class_indices: Iterable[int]) -> Manifest:
+        """The records whose labels ALL lie in ``class_indices``, re-indexed to that order (new index ``j`` is old
+        class ``class_indices[j]``). For base/novel splits and the half-class protocol (Text4Vis §4.2: evaluate on a
+        random half of the classes, repeated). Unlabelled records are dropped; problems are kept."""
+        chosen = [int(i) for i in class_indices]
+        if len(set(chosen)) != len(chosen):
+            raise InputError(f"subset of {self.source}: class indices repeat")
+        bad = [i for i in chosen if not 0 <= i < len(self.classes)]
+        if bad:
+            raise InputError(f"subset of {self.source}: class index {bad[0]} out of range 0..{len(self.classes) - 1}")
+        remap = {old: new for new, old in enumerate(chosen)}
+        records = [
+            VideoRecord(r.path, tuple(remap[i] for i in r.labels), r.start_s, r.end_s, r.row)
+            for r in self.records
+            if r.labels and all(i in remap for i in r.labels)
+        ]
+        return Manifest(records, [self.classes[i] for i in chosen], list(self.problems), self.source)
+
+    def require_nonempty(self) -> Manifest:
+        """Return ``self``, or raise :class:`InputError` ``"no usable videos in <source> (N rows skipped: ...)"``
+        (naming the first problem) when no record survived."""
+        if self.records:
+            return self
+        if not self.problems:
+            raise InputError(f"no usable videos in {self.source} (it lists none)")
+        raise InputError(
+            f"no usable videos in {self.source} ({_plural(len(self.problems), 'row')} skipped: "
+            f"{_problem_counts(self.problems)}; first: {self.problems[0]})"
+        )
+
+# --------------------------------------------------------------------------------------------------- shared helpers
+def read_text_file(path: str | os.PathLike[str], *, what: str) -> str:
+    """A UTF-8 (BOM tolerated) text file, or :class:`InputError` naming the path."""
+    file = Path(path).expanduser()
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{what} not found", path=file) from None
+    except IsADirectoryError:
+        raise InputError(f"is a directory, expected a {what}", path=file) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} is not valid UTF-8 (byte {exc.start})", path=file) from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} ({exc.strerror or exc})", path=file) from None
+
+
+def is_video_path(path: str | os.PathLike[str]) -> bool:
+    """True for an existing file, or a directory holding at least one frame image (a frame-folder video)."""
+    try:
+        if os.path.isfile(path):
+            return True
+        if not os.path.isdir(path):
+            return False
+        with os.scandir(path) as it:
+            return any(
+                not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES for e in it
+            )
+    except OSError:
+        return False
+
+
+def parse_time(value: object) -> float | None:
+    """A start/end time in seconds: None for an empty cell, a finite float >= 0, else ``ValueError``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a time in seconds")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a time in seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{value!r} is not a time >= 0 s")
+    return seconds
+
+
+def check_window(start: float | None, end: float | None) -> None:
+    """``ValueError`` unless ``end > start`` (when both are given)."""
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end {end:g} s is not after start {start:g} s")
+
+
+def _label_key(name: str) -> str:
+    return normalise_class_name(name).casefold()
+
+
+class Vocabulary:
+    """Class-name lookup: exact spelling first, then the normalised, case-folded form (so ``ApplyEyeMakeup``,
+    ``apply eye makeup`` and ``Apply_Eye_Makeup`` are the same class)."""
+
+    def __init__(self, classes: Sequence[str]) -> None:
+        self.classes = list(classes)
+        self._exact = {c: i for i, c in enumerate(self.classes)}
+        self._loose: dict[str, int] = {}
+        for i, c in enumerate(self.classes):
+            self._loose.setdefault(_label_key(c), i)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def get(self, name: str) -> int | None:
+        """The class index of ``name``, or None."""
+        hit = self._exact.get(name)
+        return hit if hit is not None else self._loose.get(_label_key(name))
+
+
+def resolve_vocabulary(classes: Sequence[str] | str | os.PathLike[str] | None, *, where: str) -> list[str] | None:
+    """A fixed class list from a sequence of names or a labels file (:func:`read_labels_file`); None stays None.
+    Empty or duplicated (after normalisation) vocabularies raise :class:`InputError`."""
+    if classes is None:
+        return None
+    names = read_labels_file(classes) if isinstance(classes, (str, os.PathLike)) else [str(c) for c in classes]
+    names = [" ".join(n.split()) for n in names]
+    if not names or not all(names):
+        raise InputError(f"class vocabulary for {where} is empty or has blank names")
+    seen: dict[str, str] = {}
+    for name in names:
+        key = _label_key(name)
+        if key in seen:
+            raise InputError(f"class vocabulary for {where} lists '{name}' twice (as '{seen[key]}')")
+        seen[key] = name
+    return names
+
+
+class LabelCollector:
+    """Maps label strings to indices for a reader: a fixed vocabulary (unknown names are problems), or an open one
+    collecting every name seen, re-indexed in SORTED order at the end so indices never depend on row order."""
+
+    def __init__(self, fixed: list[str] | None) -> None:
+        self.fixed = None if fixed is None else Vocabulary(fixed)
+        self.seen: dict[str, None] = {}
+
+    def lookup(self, names: Sequence[str]) -> tuple[list[int | str] | None, str | None]:
+        """Per name: the fixed index, or the name itself (open vocabulary); or (None, reason) for an unknown name."""
+        out: list[int | str] = []
+        for name in names:
+            if self.fixed is None:
+                self.seen.setdefault(name, None)
+                out.append(name)
+                continue
+            index = self.fixed.get(name)
+            if index is None:
+                return None, f"unknown label '{name}'"
+            out.append(index)
+        return out, None
+
+    def finish(self, pending: list[tuple[VideoRecord, list[int | str]]]) -> tuple[list[VideoRecord], list[str]]:
+        """Records with final indices (sorted, de-duplicated per record) and the class list."""
+        if self.fixed is not None:
+            classes = self.fixed.classes
+            index = None
+        else:
+            classes = sorted(self.seen)
+            index = {name: i for i, name in enumerate(classes)}
+        records = []
+        for record, labels in pending:
+            ids = [int(x) if index is None else index[str(x)] for x in labels]
+            records.append(VideoRecord(record.path, tuple(sorted(set(ids))), record.start_s, record.end_s, record.row))
+        return records, classes
+
+
+def split_labels(cell: str) -> list[str]:
+    """``"a|b"``, ``"a; b"`` -> ``["a", "b"]`` (whitespace collapsed, empties dropped)."""
+    parts = [cell]
+    for sep in _LABEL_SEPARATORS:
+        parts = [piece for part in parts for piece in part.split(sep)]
+    return [" ".join(p.split()) for p in parts if p.strip()]

@@ -1,0 +1,1 @@
+"""Feature cache: frozen per-frame features on disk, and head training from it."""

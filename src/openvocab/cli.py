@@ -250,6 +250,98 @@ def train(
     print(json.dumps(result, indent=2))
 
 
+features_app = typer.Typer(no_args_is_help=True, help="Feature cache: extract frozen frame features once, train heads from them.")
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("extract")
+def features_extract(
+    manifest: Path = typer.Argument(..., help="Manifest (CSV/JSONL with path,label) of the videos to cache."),
+    out: Path = typer.Option(..., "--out", "-o", help="Cache directory (re-running resumes an interrupted extraction)."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=_MODEL_HELP),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Fixed vocabulary file (one class a line)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Folder that relative paths in the manifest start from."),
+    frames: int = typer.Option(8, "--frames", "-f"),
+    sampler: str = typer.Option("uniform", "--sampler"),
+    stride: int = typer.Option(4, "--stride"),
+    views: str = typer.Option("1x1", "--views", help="Temporal clips x spatial crops to cache, e.g. 4x3."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Also cache CLS+patch tokens of these vision layers, e.g. '6,12'."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    workers: int = typer.Option(2, "--workers"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Cache frozen per-frame features of a manifest's videos as sharded safetensors. Example:
+
+    openvocab features extract data/synth/train.csv --out cache/train --model /models/clip-b16 --views 4x3
+    """
+    _setup_logging(False)
+    from openvocab.data.manifests import read_manifest
+    from openvocab.features.cache import extract_features
+    from openvocab.io.sampling import SamplerSpec, parse_views
+    from openvocab.models.backbone import ClipBackbone
+
+    m = read_manifest(manifest, root=root, classes=classes)
+    for problem in m.problems:
+        _stderr(f"warning: {problem}")
+    m.require_nonempty()
+    t, c = parse_views(views)
+    spec = SamplerSpec(kind=sampler, frames=frames, stride=stride, temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
+    layer_list = [int(x) for x in layers.split(",")] if layers else []
+    backbone = ClipBackbone.from_pretrained(model, device=device)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("", total=len(m.records))
+        info = extract_features(backbone=backbone, records=m.records, classes=m.classes, out_dir=out, sampler=spec, layers=layer_list, batch_size=batch_size, workers=workers, progress=lambda done, total: bar.update(task, completed=done))
+    for path in info.failed:
+        _stderr(f"error: {path}: could not be decoded (skipped)")
+    print(f"cached {info.count} videos ({len(info.failed)} failed) x {t * c} views x {frames} frames, dim {info.dim}, in {len(info.shards)} shards at {out}")
+    if info.failed:
+        raise typer.Exit(1)
+
+
+@features_app.command("train-head")
+def features_train_head(
+    cache: Path = typer.Argument(..., help="Training cache (from 'features extract')."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Validation cache to evaluate on."),
+    classifier: str = typer.Option("text", "--classifier", help="text, sentence, normal, orthogonal, lda or linear (a linear probe)."),
+    temporal: str = typer.Option("tap", "--temporal", help="tap or ttrans."),
+    temporal_layers: int = typer.Option(1, "--temporal-layers"),
+    epochs: int = typer.Option(10, "--epochs"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    seed: int = typer.Option(0, "--seed"),
+    prompts: str = typer.Option("single", "--prompts", help=_PROMPTS_HELP),
+) -> None:
+    """Train a temporal module + classifier head on cached features (no video decoding, no backbone). Example:
+
+    openvocab features train-head cache/train --val cache/val --classifier lda --epochs 5
+    """
+    _setup_logging(False)
+    from openvocab.features.cache import FeatureCache
+    from openvocab.features.head_training import evaluate_head, train_head
+    from openvocab.models.backbone import ClipBackbone
+    from openvocab.models.recognizer import RecognizerSpec, VideoRecognizer, build_head
+    from openvocab.text.prompts import normalise_class_name, prompt_set
+
+    train_cache = FeatureCache(cache)
+    names = [normalise_class_name(c) for c in train_cache.info.classes]
+    backbone = ClipBackbone.from_pretrained(train_cache.info.model)
+    if backbone.fingerprint != train_cache.info.fingerprint:
+        raise InputError(f"the cache was extracted with other weights than '{train_cache.info.model}' has now", path=cache)
+    spec = RecognizerSpec(model=train_cache.info.model, num_classes=len(names), classifier=classifier, temporal=temporal, temporal_layers=temporal_layers, frames=int(train_cache.frames.shape[2]), train_backbone=False)
+    lda = (train_cache.video_embeddings(), train_cache.targets.numpy()) if classifier == "lda" else (None, None)
+    head = build_head(spec, backbone=backbone, class_names=names, prompts=prompt_set(prompts) if prompts in {"single", "ensemble", "classname"} else None, lda_features=lda[0], lda_labels=lda[1], seed=seed)
+    model = VideoRecognizer(backbone=backbone, head=head, spec=spec)
+    trainable = [n for n, _ in model.trainable_named_parameters() if not n.startswith("backbone.")]
+    history = train_head(model, train_cache, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed) if trainable else []
+    result = {"train_loss": [round(x, 4) for x in history], "trained": bool(trainable)}
+    if val is not None:
+        result["val"] = evaluate_head(model, FeatureCache(val))
+    print(json.dumps(result, indent=2))
+
+
 @model_app.command("create")
 def model_create(
     directory: Path = typer.Argument(..., help="Where to write the model directory."),

@@ -101,12 +101,14 @@ class VideoRecognizer(nn.Module):
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
 
-def build_head(spec: RecognizerSpec, *, backbone: ClipBackbone, class_names: Sequence[str], prompts=None, lda_features=None, lda_labels=None, sentence_encoder: str = "minilm", seed: int = 0) -> nn.Module:
-    """The classifier head named by ``spec.classifier`` (Text4Vis Table 6 / Table 7 rows)."""
+def build_head(spec: RecognizerSpec, *, backbone: ClipBackbone, class_names: Sequence[str], prompts=None, lda_features=None, lda_labels=None, sentence_encoder: str = "minilm", seed: int = 0, logit_scale: float | None = None) -> nn.Module:
+    """The classifier head named by ``spec.classifier`` (Text4Vis Table 6 / Table 7 rows). The frozen heads use
+    ``logit_scale`` (default: the CLIP model's learned temperature, 100 for released checkpoints)."""
     from openvocab.models import heads
     from openvocab.text.prompts import prompt_set
 
-    dim, c, scale = backbone.embed_dim, spec.num_classes, backbone.logit_scale
+    dim, c = backbone.embed_dim, spec.num_classes
+    scale = backbone.logit_scale if logit_scale is None else float(logit_scale)
     if len(class_names) != c:
         raise ValueError(f"{len(class_names)} class names for {c} classes")
     kind = spec.classifier

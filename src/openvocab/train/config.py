@@ -34,6 +34,7 @@ class ModelConfig:
     train_backbone: bool = True
     gradient_checkpointing: bool = False
     lda_samples_per_class: int = 60  # Text4Vis §4.3: 60 videos per class
+    logit_scale: float | None = None  # temperature of the frozen classifier; default: the CLIP model's (100)
 
 
 @dataclass

@@ -106,7 +106,7 @@ def build_model(cfg: TrainConfig, class_names: list[str], *, device: str, lda_da
     else:
         prompts = load_templates_file(cfg.model.prompts)
     feats, labels = lda_data if lda_data is not None else (None, None)
-    head = build_head(spec, backbone=backbone, class_names=class_names, prompts=prompts, lda_features=feats, lda_labels=labels, sentence_encoder=cfg.model.sentence_encoder, seed=cfg.run.seed)
+    head = build_head(spec, backbone=backbone, class_names=class_names, prompts=prompts, lda_features=feats, lda_labels=labels, sentence_encoder=cfg.model.sentence_encoder, seed=cfg.run.seed, logit_scale=cfg.model.logit_scale)
     model = VideoRecognizer(backbone=backbone, head=head, spec=spec)
     if cfg.model.gradient_checkpointing:
         model.enable_gradient_checkpointing()

@@ -250,6 +250,49 @@ def train(
     print(json.dumps(result, indent=2))
 
 
+@app.command()
+def evaluate(
+    data: Path = typer.Argument(..., help="Labelled videos: a manifest (CSV/JSONL), Kinetics CSV, or UCF101/HMDB51 split folder."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="A CLIP model (zero-shot) or a training run directory."),
+    data_format: str = typer.Option("manifest", "--format", help="manifest, kinetics, ucf101 or hmdb51."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Video folder (Kinetics/UCF101/HMDB51, or relative manifest paths)."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Fixed vocabulary file."),
+    split: int = typer.Option(1, "--split", help="UCF101/HMDB51 split number (the test list is used)."),
+    protocol: str = typer.Option("full", "--protocol", help="full, half (half the classes x --trials, Text4Vis UCF*/HMDB*) or k600."),
+    trials: int = typer.Option(10, "--trials"),
+    seed: int = typer.Option(0, "--seed"),
+    split_files: Optional[List[Path]] = typer.Option(None, "--split-files", help="k600: the three files of 160 class names."),
+    frames: int = typer.Option(8, "--frames", "-f"),
+    sampler: str = typer.Option("uniform", "--sampler"),
+    stride: int = typer.Option(4, "--stride"),
+    views: str = typer.Option("1x1", "--views", help="e.g. 4x3 (view embeddings averaged)."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    workers: int = typer.Option(2, "--workers"),
+    device: str = typer.Option("cpu", "--device"),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Write confusion_matrix.png and class_correlation.png here."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON result here (atomically)."),
+) -> None:
+    """Evaluate zero-shot CLIP or a trained run on a labelled dataset. Example (Text4Vis Table 4, UCF*):
+
+    openvocab evaluate ucfTrainTestlist --format ucf101 --root UCF-101 --model runs/k400 --protocol half
+    """
+    _setup_logging(False)
+    from openvocab.eval.run import evaluate as run_evaluation
+    from openvocab.io.sampling import SamplerSpec, parse_views
+    from openvocab.train.config import DataConfig
+    from openvocab.train.data_setup import read_split
+
+    where = DataConfig(format=data_format, train=str(data), val=str(data), root=str(root) if root else None, classes=str(classes) if classes else None, split=split)
+    m = read_split(where, "val")  # UCF101/HMDB51: the split's test list
+    for problem in m.problems[:20]:
+        _stderr(f"warning: {problem}")
+    m.require_nonempty()
+    t, c = parse_views(views)
+    spec = SamplerSpec(kind=sampler, frames=frames, stride=stride, temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
+    result = run_evaluation(model_source=model, manifest=m, protocol=protocol, sampler=spec, trials=trials, seed=seed, split_files=[str(p) for p in split_files or []], batch_size=batch_size, workers=workers, device=device, plots=plots)
+    _write_output(json.dumps(result, indent=2), output)
+
+
 features_app = typer.Typer(no_args_is_help=True, help="Feature cache: extract frozen frame features once, train heads from them.")
 app.add_typer(features_app, name="features")
 

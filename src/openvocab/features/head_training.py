@@ -43,7 +43,7 @@ def train_head(model: VideoRecognizer, cache: FeatureCache, *, epochs: int = 10,
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total_loss += float(loss) * len(idx)
+            total_loss += float(loss.detach()) * len(idx)
         history.append(total_loss / n)
     model.eval()
     return history

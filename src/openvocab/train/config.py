@@ -171,7 +171,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Defaults, then the YAML file, then the overrides (later wins)."""
+    """Defaults, then the YAML file (after the recipe it names as ``base:``, if any), then the overrides."""
     cfg = TrainConfig()
     if path is not None:
         p = Path(path)
@@ -185,11 +185,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not isinstance(data, dict):
             raise InputError("a recipe must be a mapping of sections (model, data, optim, run)", path=p)
         data = _floatify(data)
+        base = data.pop("base", None)
+        if base is not None:  # a recipe may extend another one (paths relative to the recipe)
+            cfg = load_config(p.parent / str(base))
         apply_mapping(cfg, data, where=str(p))
     for text in overrides:
         section, key, value = parse_override(text)
         apply_mapping(cfg, {section: {key: value}}, where=f"override '{text}'")
-    return cfg
+    return validate(cfg, where=str(path) if path is not None else "recipe")
 
 
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
@@ -204,6 +207,31 @@ def _floatify(data: Any) -> Any:
     if isinstance(data, str) and _SCIENTIFIC.match(data.strip()):
         return float(data)
     return data
+
+
+_CHOICES = {
+    ("model", "classifier"): ("text", "sentence", "normal", "orthogonal", "lda", "linear"),
+    ("model", "temporal"): ("tap", "ttrans"),
+    ("data", "format"): ("manifest", "kinetics", "ucf101", "hmdb51"),
+    ("data", "sampler"): ("uniform", "dense"),
+    ("optim", "precision"): ("auto", "fp32", "bf16", "fp16"),
+    ("optim", "loss"): ("ce", "infonce"),
+}
+
+
+def validate(cfg: TrainConfig, *, where: str) -> TrainConfig:
+    """Refuse unknown choices and impossible numbers with one line naming the key."""
+    for (section, key), allowed in _CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise InputError(f"{where}: {section}.{key} must be one of {', '.join(allowed)}, got '{value}'")
+    positive = [("data", "frames"), ("data", "batch_size"), ("data", "stride"), ("optim", "epochs"), ("optim", "accumulation"), ("run", "keep_last"), ("run", "eval_every_epochs")]
+    for section, key in positive:
+        if getattr(getattr(cfg, section), key) < 1:
+            raise InputError(f"{where}: {section}.{key} must be >= 1")
+    if cfg.optim.lr <= 0 or cfg.optim.min_lr < 0 or cfg.optim.min_lr > cfg.optim.lr:
+        raise InputError(f"{where}: need 0 <= optim.min_lr <= optim.lr and optim.lr > 0")
+    return cfg
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

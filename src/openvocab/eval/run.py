@@ -105,13 +105,16 @@ def evaluate(*, model_source: str, manifest: Manifest, protocol: str = "full", s
 
     source = Path(model_source).expanduser()
     if (source / "config.yaml").is_file() and (source / "latest").is_file():
-        model, cfg, _ = load_run(source, device=device)
+        model, cfg, run_names = load_run(source, device=device)
         scale = float(getattr(model.head, "logit_scale", 100.0))
     else:
-        model, cfg = ClipBackbone.from_pretrained(model_source, device=device), None
+        model, cfg, run_names = ClipBackbone.from_pretrained(model_source, device=device), None, []
         scale = model.logit_scale
     names = manifest.class_names(normalised=True)
-    classes = class_embeddings(model, cfg, names)
+    if cfg is not None and cfg.model.classifier in {"normal", "orthogonal", "lda"} and names == run_names:
+        classes = model.head.weight  # a closed-set frozen classifier, evaluated on its own classes
+    else:
+        classes = class_embeddings(model, cfg, names)
     videos, targets = video_embeddings(model, cfg, manifest, sampler=sampler, batch_size=batch_size, workers=workers, device=device)
     result: dict = {"model": model_source, "dataset": manifest.source, "protocol": protocol, "videos": int(targets.numel()), "classes": len(names), "views": f"{sampler.temporal_views}x{sampler.spatial_crops}", "frames": sampler.frames}
     if protocol == "full":

@@ -111,3 +111,18 @@ def test_frozen_text_classifier_recipe_learns_the_synthetic_benchmark(tmp_path_f
     print("synthetic held-out top-1:", result["val_top1"])
     assert result["val_videos"] == 48
     assert result["val_top1"] >= 0.3, f"held-out top-1 {result['val_top1']:.3f} is not well above chance (0.125)"
+
+
+def test_contrastive_baselines_offline_and_online(small_synth, tmp_path):
+    """optim.loss=infonce: offline keeps the text tower frozen; online (ActionCLIP, Table 9) trains it too."""
+    from openvocab.models.backbone import ClipBackbone
+
+    initial = {k: v.clone() for k, v in ClipBackbone.from_pretrained("random:tiny").clip.state_dict().items()}
+    for online in (False, True):
+        out = tmp_path / f"online_{online}"
+        cfg = load_config(RECIPE, _overrides(small_synth, out, **{"model.classifier": "text", "optim.loss": "infonce", "model.text_online": str(online).lower(), "run.max_steps": 2, "data.val": "null"}))
+        train(cfg)
+        w = _final_weights(out)
+        text_moved = not (w["backbone.clip.text_model.encoder.layers.0.mlp.fc1.weight"] == initial["text_model.encoder.layers.0.mlp.fc1.weight"]).all()
+        vision_moved = not (w["backbone.clip.vision_model.encoder.layers.0.mlp.fc1.weight"] == initial["vision_model.encoder.layers.0.mlp.fc1.weight"]).all()
+        assert vision_moved and text_moved == online

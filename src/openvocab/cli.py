@@ -402,6 +402,28 @@ def model_create(
     print(f"wrote a random-weight {arch} CLIP model to {path}")
 
 
+@model_app.command("export")
+def model_export(
+    run: Path = typer.Argument(..., help="A training run directory (config.yaml + checkpoints)."),
+    directory: Path = typer.Argument(..., help="Where to write the CLIP model directory."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Write the fine-tuned CLIP of a training run as a model directory that `openvocab classify --model DIR`,
+    `openvocab.load(DIR)` and transformers' CLIPModel.from_pretrained(DIR) load. Example:
+
+    openvocab model export runs/k400_vitb16 ~/models/clip-b16-k400
+    """
+    _setup_logging(False)
+    from openvocab.eval.run import load_run
+    from openvocab.models.create import save_model_dir
+
+    model, cfg, _ = load_run(run)
+    if cfg.model.temporal != "tap" or cfg.model.token_t1d_blocks:
+        _stderr("warning: the exported CLIP scores frames and averages them (TAP); the run's temporal module is not part of it")
+    path = save_model_dir(model.backbone, directory, overwrite=overwrite, note=f"fine-tuned by openvocab train ({run})")
+    print(f"wrote the fine-tuned CLIP of {run} to {path}")
+
+
 @model_app.command("info")
 def model_info(model: str = typer.Argument(..., help=_MODEL_HELP)) -> None:
     """Show a model's architecture, embedding size, logit scale and label-bank fingerprint.

@@ -85,9 +85,20 @@ def create_model_dir(arch: str, directory: str | Path, *, seed: int = 0, overwri
     """Write a random-weight CLIP of ``arch`` to ``directory``: safetensors weights, config, tokenizer, preprocessor.
 
     The directory loads with ``openvocab.load(directory)`` and with transformers' own
-    ``CLIPModel/CLIPProcessor.from_pretrained(directory)``. It is assembled in a temporary directory beside the
-    target and renamed into place, so an interrupted run never leaves a half-written model.
+    ``CLIPModel/CLIPProcessor.from_pretrained(directory)``.
     """
+    model = build_random_clip(arch, seed=seed)
+    marker = {"architecture": arch, "seed": seed, "note": "random weights: scores are meaningless; for tests and speed measurements"}
+    return _write_clip_dir(model, None, directory, overwrite=overwrite, marker=marker)
+
+
+def save_model_dir(backbone, directory: str | Path, *, overwrite: bool = False, note: str = "") -> Path:
+    """Write a :class:`~openvocab.models.backbone.ClipBackbone` (e.g. fine-tuned) as a loadable model directory."""
+    return _write_clip_dir(backbone.clip, backbone, directory, overwrite=overwrite, marker=None, note=note)
+
+
+def _write_clip_dir(model, backbone, directory: str | Path, *, overwrite: bool, marker: dict | None, note: str = "") -> Path:
+    """Assemble the directory in a temporary sibling and rename it into place: never a half-written model."""
     from transformers import CLIPImageProcessor
 
     from openvocab.models.backbone import RANDOM_WEIGHTS_MARKER
@@ -97,16 +108,22 @@ def create_model_dir(arch: str, directory: str | Path, *, seed: int = 0, overwri
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         if not overwrite:
             raise InputError("already exists and is not empty (use --overwrite to replace it)", path=target)
-    model = build_random_clip(arch, seed=seed)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         model.save_pretrained(str(tmp))
-        save_clip_tokenizer(tmp)
-        size = model.config.vision_config.image_size
-        CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(str(tmp))
-        marker = {"architecture": arch, "seed": seed, "note": "random weights: scores are meaningless; for tests and speed measurements"}
-        (tmp / RANDOM_WEIGHTS_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        if backbone is None:
+            save_clip_tokenizer(tmp)
+            size = model.config.vision_config.image_size
+            CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(str(tmp))
+        else:
+            backbone.tokenizer.save_pretrained(str(tmp))
+            spec = backbone.image_spec
+            CLIPImageProcessor(size={"shortest_edge": spec.resize_short_side}, crop_size={"height": spec.size, "width": spec.size}, image_mean=list(spec.mean), image_std=list(spec.std)).save_pretrained(str(tmp))
+        if marker is not None:
+            (tmp / RANDOM_WEIGHTS_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        if note:
+            (tmp / "openvocab_export.json").write_text(json.dumps({"note": note}, indent=2) + "\n", encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

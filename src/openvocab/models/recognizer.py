@@ -33,6 +33,7 @@ class RecognizerSpec:
     token_t1d_blocks: tuple[int, ...] = field(default_factory=tuple)
     frames: int = 8
     train_backbone: bool = True
+    train_text: bool = False  # the contrastive baseline with the text encoder online (ActionCLIP; Table 9)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -53,9 +54,9 @@ class VideoRecognizer(nn.Module):
             width = int(backbone.clip.config.vision_config.hidden_size)
             self.token_t1d = TokenT1D(width=width, blocks=spec.token_t1d_blocks).attach(backbone)
         self.head = head
-        for p in backbone.clip.text_model.parameters():  # the text side is never trained here
-            p.requires_grad_(False)
-        backbone.clip.text_projection.requires_grad_(False)
+        for p in backbone.clip.text_model.parameters():  # the text side learns only in the online contrastive mode
+            p.requires_grad_(spec.train_text)
+        backbone.clip.text_projection.requires_grad_(spec.train_text)
         backbone.clip.logit_scale.requires_grad_(False)
         if not spec.train_backbone:
             for p in backbone.clip.vision_model.parameters():
@@ -89,13 +90,17 @@ class VideoRecognizer(nn.Module):
     def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.temporal(self.frame_features(pixels).float())
 
-    def forward(self, pixels: torch.Tensor, *, embed: bool = False) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor, *, embed: bool = False, text: dict | None = None):
         """Logits ``(B, C)``; with ``embed=True`` the video embedding in the classifier's space (after the head's
-        projection, if any) -- for contrastive losses, through the same (DDP-wrapped) forward."""
+        projection, if any), and with ``text`` (tokenizer output) also the online text embeddings:
+        ``(video, text)`` -- contrastive losses go through the same (DDP-wrapped) forward as CE."""
         video = self.encode_video(pixels)
-        if embed:
-            return self.head.projection(video) if hasattr(self.head, "projection") else video
-        return self.head(video)
+        if not embed:
+            return self.head(video)
+        video = self.head.projection(video) if hasattr(self.head, "projection") else video
+        if text is None:
+            return video
+        return video, self.backbone.encode_text(text["input_ids"], text.get("attention_mask"))
 
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]

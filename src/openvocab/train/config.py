@@ -32,6 +32,7 @@ class ModelConfig:
     temporal_layers: int = 6
     token_t1d_blocks: list[int] = field(default_factory=list)
     train_backbone: bool = True
+    text_online: bool = False  # optim.loss=infonce: train CLIP's text tower too (ActionCLIP "online", Table 9)
     gradient_checkpointing: bool = False
     lda_samples_per_class: int = 60  # Text4Vis §4.3: 60 videos per class
     logit_scale: float | None = None  # temperature of the frozen classifier; default: the CLIP model's (100)

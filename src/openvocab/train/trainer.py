@@ -100,6 +100,7 @@ def build_model(cfg: TrainConfig, class_names: list[str], *, device: str, lda_da
         model=cfg.model.model, num_classes=len(class_names), classifier=cfg.model.classifier,
         temporal=cfg.model.temporal, temporal_layers=cfg.model.temporal_layers,
         token_t1d_blocks=tuple(cfg.model.token_t1d_blocks), frames=cfg.data.frames, train_backbone=cfg.model.train_backbone,
+        train_text=cfg.model.text_online and cfg.optim.loss == "infonce",
     )
     if cfg.model.prompts in {"single", "ensemble", "classname"}:
         prompts = prompt_set(cfg.model.prompts, template=cfg.model.template)  # type: ignore[arg-type]
@@ -136,19 +137,38 @@ def extract_lda_data(cfg: TrainConfig, records, num_classes: int, *, device: str
     return torch.cat(feats), np.concatenate(labels)
 
 
-def _loss(cfg: TrainConfig, train_model: torch.nn.Module, model: VideoRecognizer, pixels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """CE on the frozen classifier (Eq. 3), or InfoNCE of each video against its class text (Eq. 2 / Alg. 1).
+class _ClassTexts:
+    """Tokenized prompts of every class, for the online-text contrastive baseline (one prompt per class)."""
 
-    Both go through ``train_model`` (the DDP wrapper when distributed) so gradients are synchronised.
+    def __init__(self, model: VideoRecognizer, class_names: list[str], cfg: TrainConfig) -> None:
+        from openvocab.text.prompts import prompt_set
+        from openvocab.text.tokenizer import encode_prompts
+
+        template = prompt_set("single", template=cfg.model.template) if cfg.model.prompts != "classname" else prompt_set("classname")
+        self.prompts = template
+        texts = [template.fill(name)[0] for name in class_names]
+        self.inputs, _ = encode_prompts(model.backbone.tokenizer, texts, context_length=model.backbone.context_length)
+
+    def __call__(self, classes: torch.Tensor, device: torch.device) -> dict:
+        return {k: v[classes.cpu()].to(device) for k, v in self.inputs.items()}
+
+
+def _loss(cfg: TrainConfig, train_model: torch.nn.Module, model: VideoRecognizer, pixels: torch.Tensor, target: torch.Tensor, texts: _ClassTexts | None = None) -> torch.Tensor:
+    """CE on the frozen classifier (Eq. 3), or InfoNCE of each video against its class text (Eq. 2 / Alg. 1),
+    with the text encoder offline (the frozen class embeddings) or online (re-encoded and trained each step).
+
+    Everything goes through ``train_model`` (the DDP wrapper when distributed) so gradients are synchronised.
     """
     if cfg.optim.loss == "ce":
         return F.cross_entropy(train_model(pixels).float(), target)
     if cfg.optim.loss == "infonce":
         if not isinstance(model.head, FrozenClassifier):
             raise InputError("optim.loss=infonce needs a text classifier (model.classifier: text or sentence)")
-        video = train_model(pixels, embed=True)
-        text = model.head.weight[target]  # offline text encoder: the class embeddings, frozen
-        return distributed_infonce(video.float(), text, logit_scale=model.head.logit_scale, labels=target)
+        if texts is not None:
+            video, text = train_model(pixels, embed=True, text=texts(target, pixels.device))
+        else:
+            video, text = train_model(pixels, embed=True), model.head.weight[target]
+        return distributed_infonce(video.float(), text.float(), logit_scale=model.head.logit_scale, labels=target)
     raise InputError(f"unknown optim.loss '{cfg.optim.loss}' (ce, infonce)")
 
 
@@ -222,6 +242,9 @@ def train(cfg: TrainConfig) -> dict:
     optimizer = build_adamw(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas))
     scheduler = cosine_with_warmup(optimizer, total_steps=total_steps, warmup_steps=min(total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch)), base_lr=cfg.optim.lr, min_lr=cfg.optim.min_lr)
     arch = model.spec.to_dict()
+    if model.spec.train_text and cfg.model.classifier != "text":
+        raise InputError("model.text_online needs model.classifier: text (CLIP's own text tower)")
+    texts = _ClassTexts(model, class_names, cfg) if model.spec.train_text else None
 
     step, start_epoch = 0, 0
     if cfg.run.resume and (out / "latest").is_file():
@@ -255,7 +278,7 @@ def train(cfg: TrainConfig) -> dict:
                 sampler.advance(batch["dropped"])
                 continue
             with _autocast(cfg, device):
-                loss = _loss(cfg, train_model, model, batch["pixels"].to(device), batch["target"].to(device))
+                loss = _loss(cfg, train_model, model, batch["pixels"].to(device), batch["target"].to(device), texts)
             (loss / cfg.optim.accumulation).backward()
             sampler.advance(len(batch["index"]) + batch["dropped"])
             micro += 1
@@ -277,6 +300,9 @@ def train(cfg: TrainConfig) -> dict:
                 save_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, step=step, epoch=epoch + (1 if last_of_epoch else 0), arch=arch, keep_last=cfg.run.keep_last, extra={"class_names": class_names})
             if step >= total_steps:
                 break
+        if texts is not None:  # the text tower moved: the classifier used for evaluation follows it
+            with torch.no_grad():
+                model.head.weight.copy_(F.normalize(model.backbone.encode_labels(class_names, texts.prompts).to(model.head.weight), dim=-1))
         if val_loader is not None and dist.main and ((epoch + 1) % cfg.run.eval_every_epochs == 0 or step >= total_steps):
             final = {"step": step, "epoch": epoch, **{f"val_{k}": v for k, v in evaluate_model(model, val_loader, device=device).items()}}
             _append_jsonl(metrics_path, final)

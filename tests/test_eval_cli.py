@@ -70,3 +70,29 @@ def test_closed_set_heads_cannot_score_new_names(monkeypatch, capsys, synth, tmp
     novel.write_text("path,label\nvideos/red_circle/0000.mp4,crimson circle\n")
     code, _, err = _run(monkeypatch, capsys, str(novel), "--model", str(tmp_path / "run"), "--frames", "4", "--workers", "0", "--root", str(synth))
     assert code == 2 and "has no text encoder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_model_export_of_a_trained_run(monkeypatch, capsys, synth, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import CLIPModel
+
+    import openvocab
+
+    recipe = load_config(None, [
+        "model.model=random:tiny", "model.classifier=text", f"data.train={synth / 'train.csv'}", "data.val=null",
+        f"run.out={tmp_path / 'run'}", "run.progress=false", "run.max_steps=2", "data.frames=4", "data.batch_size=4", "data.workers=0",
+    ])
+    train(recipe)
+    monkeypatch.setattr(sys, "argv", ["openvocab", "model", "export", str(tmp_path / "run"), str(tmp_path / "exported")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 0, capsys.readouterr().err
+    trained = load_file(str(tmp_path / "run" / (tmp_path / "run" / "latest").read_text().strip() / "model.safetensors"))
+    exported = CLIPModel.from_pretrained(str(tmp_path / "exported")).state_dict()
+    key = "vision_model.encoder.layers.0.mlp.fc1.weight"
+    torch.testing.assert_close(exported[key], trained["backbone.clip." + key])
+    clf = openvocab.load(tmp_path / "exported", label_bank=False)
+    assert not clf.backbone.random_weights
+    result = clf.classify(synth / "videos" / "red_circle" / "0000.mp4", ["red circle", "blue square"])
+    assert result.ok and len(result.labels) == 2

@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    from openvocab.data.dataset import ClipSpec, VideoClipDataset, collate_skip_failed
+    from openvocab.data.dataset import VideoClipDataset, collate_skip_failed
     from openvocab.data.manifests import read_manifest
     from openvocab.data.synth import SynthSpec, generate
     from openvocab.features.cache import FeatureCache, extract_features
@@ -62,7 +62,7 @@ def main() -> None:
         model = fresh_model()
         opt = build_adamw([(n, p) for n, p in model.trainable_named_parameters() if not n.startswith("backbone.")], lr=1e-3)
         img = backbone.image_spec
-        ds = VideoClipDataset(m.records, sampler=sampler, clip=ClipSpec(size=img.size, resize_short_side=img.resize_short_side, mean=img.mean, std=img.std))
+        ds = VideoClipDataset(m.records, sampler=sampler, clip=img)
         t0 = time.perf_counter()
         for _ in range(args.epochs):
             for b in DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0, collate_fn=collate_skip_failed):

@@ -23,19 +23,9 @@ from openvocab.data.manifests import VideoRecord
 from openvocab.errors import OpenVocabError
 from openvocab.io.decode import open_video
 from openvocab.io.sampling import SamplerSpec, sample_indices
-from openvocab.io.transforms import CLIP_MEAN, CLIP_STD, preprocess_frames
+from openvocab.io.transforms import ImageSpec, preprocess_frames
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """Frame geometry of the model: output size, short side before cropping, normalisation."""
-
-    size: int = 224
-    resize_short_side: int = 224
-    mean: tuple[float, float, float] = CLIP_MEAN
-    std: tuple[float, float, float] = CLIP_STD
 
 
 def _window(record: VideoRecord, num_frames: int, fps: float) -> tuple[int, int]:
@@ -52,7 +42,7 @@ def _window(record: VideoRecord, num_frames: int, fps: float) -> tuple[int, int]
 class VideoClipDataset(Dataset):
     """Clips of the videos in ``records``; see the module docstring for what an item is."""
 
-    def __init__(self, records: Sequence[VideoRecord], *, sampler: SamplerSpec, clip: ClipSpec = ClipSpec(), train: bool = False, augment=None, seed: int = 0, multi_label: bool = False, num_classes: int | None = None) -> None:
+    def __init__(self, records: Sequence[VideoRecord], *, sampler: SamplerSpec, clip: ImageSpec = ImageSpec(), train: bool = False, augment=None, seed: int = 0, multi_label: bool = False, num_classes: int | None = None) -> None:
         self.records = list(records)
         self.sampler = sampler
         self.clip = clip

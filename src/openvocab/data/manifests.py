@@ -8,8 +8,9 @@ in :mod:`openvocab.data.records`).
 
 Readers: :func:`read_manifest` for openvocab's generic CSV / JSONL format (also what :mod:`openvocab.data.synth`
 writes), and, re-exported from :mod:`openvocab.data.official`, :func:`read_kinetics_csv`, :func:`read_ucf101` and
-:func:`read_hmdb51` for the official layouts. A folder of frame images counts as a video wherever a path is
-expected. :func:`base_novel_split` splits a vocabulary into base and novel classes.
+:func:`read_hmdb51` for the official layouts, and, from :mod:`openvocab.data.activitynet`, :func:`read_activitynet`
+for ActivityNet v1.3's annotation JSON. A folder of frame images counts as a video wherever a path is expected.
+:func:`base_novel_split` splits a vocabulary into base and novel classes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from openvocab.data.activitynet import read_activitynet
 from openvocab.data.official import read_hmdb51, read_kinetics_csv, read_ucf101
 from openvocab.data.records import (
     BAD_TIME,
@@ -49,6 +51,7 @@ __all__ = [
     "RowProblem",
     "VideoRecord",
     "base_novel_split",
+    "read_activitynet",
     "read_hmdb51",
     "read_kinetics_csv",
     "read_manifest",

@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from openvocab.data.dataset import ClipSpec, VideoClipDataset, collate_skip_failed
+from openvocab.data.dataset import VideoClipDataset, collate_skip_failed
 from openvocab.data.manifests import Manifest
 from openvocab.errors import InputError
 from openvocab.io.sampling import SamplerSpec
@@ -78,7 +78,7 @@ def video_embeddings(model, cfg, manifest: Manifest, *, sampler: SamplerSpec, ba
 
     backbone = model if isinstance(model, ClipBackbone) else model.backbone
     spec = backbone.image_spec
-    ds = VideoClipDataset(manifest.records, sampler=sampler, clip=ClipSpec(size=spec.size, resize_short_side=spec.resize_short_side, mean=spec.mean, std=spec.std))
+    ds = VideoClipDataset(manifest.records, sampler=sampler, clip=spec)
     embs, targets = [], []
     for batch in DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_failed):
         if batch["pixels"] is None:

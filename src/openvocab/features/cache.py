@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from openvocab.atomic import atomic_path, atomic_write
-from openvocab.data.dataset import ClipSpec, VideoClipDataset, collate_skip_failed
+from openvocab.data.dataset import VideoClipDataset, collate_skip_failed
 from openvocab.data.manifests import VideoRecord
 from openvocab.errors import InputError
 from openvocab.io.sampling import SamplerSpec
@@ -73,7 +73,7 @@ def extract_features(
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     spec = backbone.image_spec
-    clip = ClipSpec(size=spec.size, resize_short_side=spec.resize_short_side, mean=spec.mean, std=spec.std)
+    clip = spec
     sampler_dict = asdict(sampler)
     previous = out / INDEX
     if previous.is_file():

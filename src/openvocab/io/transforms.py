@@ -8,6 +8,7 @@ the papers (Text4Vis, MOV: "3 spatial crops") takes three crops along the long s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 
 from openvocab.errors import InputError
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "crop_offsets", "preprocess_frames"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "ImageSpec", "crop_offsets", "preprocess_frames"]
 
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
@@ -99,3 +100,17 @@ def preprocess_frames(
     m = torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1) * 255.0
     s = torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1) * 255.0
     return out.sub_(m).div_(s).contiguous()
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How frames are prepared for a model: crop size, short side before cropping, normalisation.
+
+    A model's spec is read from its ``preprocessor_config.json`` (:class:`~openvocab.models.backbone.ClipBackbone`);
+    datasets, the feature cache and the classifier all preprocess with it.
+    """
+
+    size: int = 224
+    resize_short_side: int = 224
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD

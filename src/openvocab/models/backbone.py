@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -25,21 +24,11 @@ import torch
 from torch import nn
 
 from openvocab.errors import ModelLoadError
-from openvocab.io.transforms import CLIP_MEAN, CLIP_STD
+from openvocab.io.transforms import CLIP_MEAN, CLIP_STD, ImageSpec
 
 log = logging.getLogger(__name__)
 
 RANDOM_WEIGHTS_MARKER = "openvocab_random_weights.json"
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """How frames must be prepared for this model (read from ``preprocessor_config.json`` when present)."""
-
-    size: int = 224
-    resize_short_side: int = 224
-    mean: tuple[float, float, float] = CLIP_MEAN
-    std: tuple[float, float, float] = CLIP_STD
 
 
 def _hub_offline() -> bool:

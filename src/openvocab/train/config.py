@@ -40,8 +40,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    format: str = "manifest"  # manifest | kinetics | ucf101 | hmdb51
-    train: str = ""  # manifest / Kinetics CSV / split directory
+    format: str = "manifest"  # manifest | kinetics | ucf101 | hmdb51 | activitynet
+    train: str = ""  # manifest / Kinetics CSV / split directory / ActivityNet JSON
     val: str | None = None
     root: str | None = None  # video root (relative manifest paths, Kinetics, UCF, HMDB)
     classes: str | None = None  # fixed vocabulary file (one class a line)
@@ -213,7 +213,7 @@ def _floatify(data: Any) -> Any:
 _CHOICES = {
     ("model", "classifier"): ("text", "sentence", "normal", "orthogonal", "lda", "linear"),
     ("model", "temporal"): ("tap", "ttrans"),
-    ("data", "format"): ("manifest", "kinetics", "ucf101", "hmdb51"),
+    ("data", "format"): ("manifest", "kinetics", "ucf101", "hmdb51", "activitynet"),
     ("data", "sampler"): ("uniform", "dense"),
     ("optim", "precision"): ("auto", "fp32", "bf16", "fp16"),
     ("optim", "loss"): ("ce", "infonce"),

@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from openvocab.data.manifests import Manifest, read_hmdb51, read_kinetics_csv, read_manifest, read_ucf101
+from openvocab.data.manifests import (
+    Manifest,
+    read_activitynet,
+    read_hmdb51,
+    read_kinetics_csv,
+    read_manifest,
+    read_ucf101,
+)
 from openvocab.errors import InputError
 from openvocab.train.config import DataConfig
 
@@ -28,7 +35,10 @@ def read_split(data: DataConfig, which: str) -> Manifest:
         return read_ucf101(source, video_root=data.root, split=data.split, subset="train" if which == "train" else "test")
     if fmt == "hmdb51":
         return read_hmdb51(source, video_root=data.root, split=data.split, subset="train" if which == "train" else "test")
-    raise InputError(f"unknown data.format '{fmt}' (manifest, kinetics, ucf101, hmdb51)")
+    if fmt == "activitynet":  # the trimmed-segment protocol; both splits share the whole database's vocabulary
+        subset = "training" if which == "train" else "validation"
+        return read_activitynet(source, video_root=data.root, subset=subset, mode="segments", classes=data.classes)
+    raise InputError(f"unknown data.format '{fmt}' (manifest, kinetics, ucf101, hmdb51, activitynet)")
 
 
 def load_splits(data: DataConfig, *, log_problems: bool = True) -> tuple[Manifest, Manifest | None]:

@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from openvocab.data.dataset import ClipSpec, VideoClipDataset, collate_skip_failed
+from openvocab.data.dataset import VideoClipDataset, collate_skip_failed
 from openvocab.errors import InputError
 from openvocab.io.sampling import SamplerSpec, parse_views
+from openvocab.io.transforms import ImageSpec
 from openvocab.models.backbone import ClipBackbone
 from openvocab.models.heads import FrozenClassifier
 from openvocab.models.recognizer import RecognizerSpec, VideoRecognizer, build_head
@@ -114,10 +115,10 @@ def build_model(cfg: TrainConfig, class_names: list[str], *, device: str, lda_da
     return model.to(device)
 
 
-def _clip_spec(cfg: TrainConfig, backbone: ClipBackbone) -> ClipSpec:
+def _clip_spec(cfg: TrainConfig, backbone: ClipBackbone) -> ImageSpec:
     spec = backbone.image_spec
     size = cfg.data.size or spec.size
-    return ClipSpec(size=size, resize_short_side=max(size, spec.resize_short_side) if cfg.data.size == 0 else size, mean=spec.mean, std=spec.std)
+    return ImageSpec(size=size, resize_short_side=max(size, spec.resize_short_side) if cfg.data.size == 0 else size, mean=spec.mean, std=spec.std)
 
 
 @torch.inference_mode()

@@ -45,7 +45,9 @@ DATABASE = {
     "vidB": _entry("validation", 60.0, (5, 15, "Surfing")),
     "vidC": _entry("training", 30.0, (0, 10, "Archery"), (12, 30.8, "Archery")),  # 30.8 s: within the 1 s slack
     "vidMissing": _entry("training", 30.0, (1, 2, "Surfing")),
-    "vidBadSeg": _entry("training", 40.0, (10, 5, "Surfing"), (-1, 3, "Surfing"), (30, 45, "Surfing"), (1, 2, "Surfing")),
+    "vidBadSeg": _entry(
+        "training", 40.0, (10, 5, "Surfing"), (-1, 3, "Surfing"), (30, 45, "Surfing"), (1, 2, "Surfing")
+    ),
     "vidEmpty": _entry("training", 50.0),
     "vidTest": {"subset": "testing", "duration": 90.0, "url": "", "resolution": "", "annotations": []},
     "vidFrames": _entry("validation", 20.0, (2, 8, "Zumba")),
@@ -196,7 +198,10 @@ def test_malformed_entries_are_problems_not_errors(tmp_path: Path) -> None:
         "b": {"subset": "training", "duration": 10, "annotations": "nope"},
         "c": {"subset": "training", "duration": "long", "annotations": [{"segment": [1, 2], "label": "x"}]},
         "d": {"subset": "training", "duration": 10, "annotations": [{"segment": [1], "label": "x"}, "junk"]},
-        "e": {"subset": "training", "annotations": [{"segment": [1, 2], "label": " "}, {"segment": [1, 500], "label": "x"}]},
+        "e": {
+            "subset": "training",
+            "annotations": [{"segment": [1, 2], "label": " "}, {"segment": [1, 500], "label": "x"}],
+        },
     }
     path = tmp_path / "anet.json"
     path.write_text(json.dumps({"database": database}), encoding="utf-8")
@@ -288,7 +293,8 @@ def test_real_activitynet_vocabulary_as_classes(tmp_path: Path, shared_data: Pat
 def test_recipe_format_activitynet(anet, tmp_path: Path) -> None:
     path, root = anet
     recipe = tmp_path / "anet.yaml"
-    recipe.write_text(f"data:\n  format: activitynet\n  train: {path}\n  val: {path}\n  root: {root}\n", encoding="utf-8")
+    text = f"data:\n  format: activitynet\n  train: {path}\n  val: {path}\n  root: {root}\n"
+    recipe.write_text(text, encoding="utf-8")
     cfg = load_config(recipe)
     assert cfg.data.format == "activitynet"
     train = read_split(cfg.data, "train")

@@ -107,7 +107,7 @@ def synth(
 @data_app.command("check")
 def check(
     path: Path = typer.Argument(..., help="Manifest (.csv/.jsonl), Kinetics CSV, or UCF101/HMDB51 split folder."),
-    kind: str = typer.Option("manifest", "--kind", help="manifest, kinetics, ucf101 or hmdb51."),
+    kind: str = typer.Option("manifest", "--kind", help="manifest, kinetics, ucf101, hmdb51 or activitynet."),
     video_root: Optional[Path] = typer.Option(None, "--video-root", "--root", help="Folder the video paths are relative to (manifest default: its folder)."),
     classes: Optional[Path] = typer.Option(None, "--classes", help="Fixed vocabulary file (manifest, kinetics): other labels are problems."),
     split: Optional[str] = typer.Option(None, "--split", help="Kinetics: split column value; UCF101/HMDB51: 1, 2 or 3."),
@@ -119,13 +119,13 @@ def check(
 
     openvocab data check ucfTrainTestlist --kind ucf101 --video-root UCF-101 --split 1 --subset test
     """
-    from openvocab.data import read_hmdb51, read_kinetics_csv, read_manifest, read_ucf101
+    from openvocab.data import read_activitynet, read_hmdb51, read_kinetics_csv, read_manifest, read_ucf101
 
     check_files = not no_check_files
     try:
         if kind == "manifest":
             manifest = read_manifest(path, root=video_root, classes=classes, check_files=check_files)
-        elif kind in ("kinetics", "ucf101", "hmdb51") and video_root is None:
+        elif kind in ("kinetics", "ucf101", "hmdb51", "activitynet") and video_root is None:
             raise InputError(f"--kind {kind} needs --video-root")
         elif kind == "kinetics":
             manifest = read_kinetics_csv(path, video_root=video_root, split=split, classes=classes, check_files=check_files)
@@ -134,8 +134,11 @@ def check(
                 raise InputError(f"--split for {kind} must be 1, 2 or 3, got '{split}'")
             reader = read_ucf101 if kind == "ucf101" else read_hmdb51
             manifest = reader(path, video_root=video_root, split=int(split or 1), subset=subset, check_files=check_files)  # type: ignore[arg-type]
+        elif kind == "activitynet":
+            anet_subset = {"train": "training", "test": "validation", "val": "validation"}.get(subset, subset)
+            manifest = read_activitynet(path, video_root=video_root, subset=anet_subset, classes=classes, check_files=check_files)  # type: ignore[arg-type]
         else:
-            raise InputError(f"--kind must be manifest, kinetics, ucf101 or hmdb51, got '{kind}'")
+            raise InputError(f"--kind must be manifest, kinetics, ucf101, hmdb51 or activitynet, got '{kind}'")
     except OpenVocabError as exc:
         _stderr(f"error: {exc}")
         raise typer.Exit(2) from None

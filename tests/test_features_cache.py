@@ -83,3 +83,28 @@ def test_heads_train_from_the_cache(colour_synth, backbone, tmp_path):
     result = evaluate_head(model, caches["val"])
     assert history[-1] < history[0] * 0.7
     assert result["top1"] >= 0.8
+
+
+def test_features_cli_extract_and_train_head(colour_synth, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import json
+    import sys
+
+    from openvocab.cli import main
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["openvocab", "features", *args])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        return exc.value.code, out, err
+
+    for split in ("train", "val"):
+        code, out, err = run("extract", str(colour_synth / f"{split}.csv"), "--out", str(tmp_path / split), "--model", str(tiny_model_dir), "--frames", "4", "--classes", str(colour_synth / "classes.txt"), "--workers", "0")
+        assert code == 0 and "cached" in out, err
+    code, out, err = run("train-head", str(tmp_path / "train"), "--val", str(tmp_path / "val"), "--classifier", "linear", "--epochs", "40", "--lr", "0.01", "--batch-size", "8")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["trained"] and result["val"]["top1"] >= 0.8
+    code, out, err = run("train-head", str(tmp_path / "nope"))
+    assert code == 2 and "not a feature cache" in err

@@ -183,3 +183,9 @@ def test_entry_point_runs_as_a_process(tiny_model_dir, make_video, tmp_path):
     bad = subprocess.run(cmd[:4] + [str(tmp_path / "missing.mp4")] + cmd[5:], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[0].startswith("error:")
+
+
+@pytest.mark.parametrize("args, fragment", [(["classify", "--bogus", "x"], "No such option"), (["classify"], "Missing"), (["nonsense"], "No such command")])
+def test_usage_errors_are_short_and_exit_2(run, args, fragment):
+    code, out, err = run(*args, model=False)
+    assert code == 2 and fragment in err and "Traceback" not in err and len(err.strip().splitlines()) <= 8

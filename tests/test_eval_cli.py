@@ -96,3 +96,21 @@ def test_model_export_of_a_trained_run(monkeypatch, capsys, synth, tmp_path):
     assert not clf.backbone.random_weights
     result = clf.classify(synth / "videos" / "red_circle" / "0000.mp4", ["red circle", "blue square"])
     assert result.ok and len(result.labels) == 2
+
+
+def test_evaluation_recipes(monkeypatch, capsys, synth, tiny_model_dir, tmp_path):
+    from pathlib import Path
+
+    from openvocab.eval.run import load_eval_recipe
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs").rglob("table4_*.yaml")):
+        assert load_eval_recipe(path)["model"]  # every shipped Table 4 recipe is well-formed
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"evaluate:\n  data: {synth / 'test.csv'}\n  model: {tiny_model_dir}\n  frames: 4\n  workers: 0\n  protocol: half\n  trials: 2\n")
+    code, out, err = _run(monkeypatch, capsys, "--recipe", str(recipe), "--trials", "3")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["protocol"] == "half" and len(result["result"]["trials"]) == 3, "command-line options win over the recipe"
+    recipe.write_text("evaluate:\n  dataa: x\n")
+    code, _, err = _run(monkeypatch, capsys, "--recipe", str(recipe))
+    assert code == 2 and "unknown key 'evaluate.dataa'" in err

@@ -6,6 +6,7 @@ past bad files, list them at the end and exit 1. Heavy imports happen inside com
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -252,10 +253,12 @@ def train(
 
 @app.command()
 def evaluate(
-    data: Path = typer.Argument(..., help="Labelled videos: a manifest (CSV/JSONL), Kinetics CSV, or UCF101/HMDB51 split folder."),
+    ctx: typer.Context,
+    data: Optional[Path] = typer.Argument(None, help="Labelled videos: a manifest (CSV/JSONL), Kinetics CSV, ActivityNet JSON, or UCF101/HMDB51 split folder."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="YAML with an 'evaluate:' mapping of these options (e.g. configs/text4vis/table4_*.yaml); options given on the command line win."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="A CLIP model (zero-shot) or a training run directory."),
-    data_format: str = typer.Option("manifest", "--format", help="manifest, kinetics, ucf101 or hmdb51."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Video folder (Kinetics/UCF101/HMDB51, or relative manifest paths)."),
+    data_format: str = typer.Option("manifest", "--format", help="manifest, kinetics, ucf101, hmdb51 or activitynet."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Video folder (Kinetics/UCF101/HMDB51/ActivityNet, or relative manifest paths)."),
     classes: Optional[Path] = typer.Option(None, "--classes", help="Fixed vocabulary file."),
     split: int = typer.Option(1, "--split", help="UCF101/HMDB51 split number (the test list is used)."),
     protocol: str = typer.Option("full", "--protocol", help="full, half (half the classes x --trials, Text4Vis UCF*/HMDB*) or k600."),
@@ -275,21 +278,36 @@ def evaluate(
     """Evaluate zero-shot CLIP or a trained run on a labelled dataset. Example (Text4Vis Table 4, UCF*):
 
     openvocab evaluate ucfTrainTestlist --format ucf101 --root UCF-101 --model runs/k400 --protocol half
+
+    or, one command per Table 4 row: openvocab evaluate --recipe configs/text4vis/table4_ucf101_half.yaml
     """
     _setup_logging(False)
+    opts = {"data": data, "model": model, "format": data_format, "root": root, "classes": classes, "split": split, "protocol": protocol,
+            "trials": trials, "seed": seed, "split_files": split_files or [], "frames": frames, "sampler": sampler, "stride": stride,
+            "views": views, "batch_size": batch_size, "workers": workers, "device": device}
+    if recipe is not None:
+        from openvocab.eval.run import load_eval_recipe
+
+        param_of = {"format": "data_format"}
+        for key, value in load_eval_recipe(recipe).items():
+            source = ctx.get_parameter_source(param_of.get(key, key))
+            if source is None or source.name != "COMMANDLINE":
+                opts[key] = value
+    if opts["data"] is None:
+        raise InputError("no dataset given: pass DATA or --recipe")
     from openvocab.eval.run import evaluate as run_evaluation
     from openvocab.io.sampling import SamplerSpec, parse_views
     from openvocab.train.config import DataConfig
     from openvocab.train.data_setup import read_split
 
-    where = DataConfig(format=data_format, train=str(data), val=str(data), root=str(root) if root else None, classes=str(classes) if classes else None, split=split)
-    m = read_split(where, "val")  # UCF101/HMDB51: the split's test list
+    where = DataConfig(format=opts["format"], train=str(opts["data"]), val=str(opts["data"]), root=str(opts["root"]) if opts["root"] else None, classes=str(opts["classes"]) if opts["classes"] else None, split=int(opts["split"]))
+    m = read_split(where, "val")  # UCF101/HMDB51: the split's test list; ActivityNet: validation
     for problem in m.problems[:20]:
         _stderr(f"warning: {problem}")
     m.require_nonempty()
-    t, c = parse_views(views)
-    spec = SamplerSpec(kind=sampler, frames=frames, stride=stride, temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
-    result = run_evaluation(model_source=model, manifest=m, protocol=protocol, sampler=spec, trials=trials, seed=seed, split_files=[str(p) for p in split_files or []], batch_size=batch_size, workers=workers, device=device, plots=plots)
+    t, c = parse_views(opts["views"])
+    spec = SamplerSpec(kind=opts["sampler"], frames=opts["frames"], stride=opts["stride"], temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
+    result = run_evaluation(model_source=str(opts["model"]), manifest=m, protocol=opts["protocol"], sampler=spec, trials=opts["trials"], seed=opts["seed"], split_files=[str(p) for p in opts["split_files"]], batch_size=opts["batch_size"], workers=opts["workers"], device=opts["device"], plots=plots)
     _write_output(json.dumps(result, indent=2), output)
 
 
@@ -452,14 +470,17 @@ def main() -> None:
     except KeyboardInterrupt:
         _stderr("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
+    except Exception as exc:  # usage errors (typer vendors its own click in recent versions; accept both)
+        for module in ("typer._click.exceptions", "click.exceptions"):
+            try:
+                exceptions = importlib.import_module(module)
+            except ImportError:
+                continue
+            if isinstance(exc, exceptions.ClickException):
+                exc.show()
+                sys.exit(exc.exit_code)
+            if isinstance(exc, exceptions.Abort):
+                sys.exit(1)
         raise
 
 

@@ -138,3 +138,37 @@ def evaluate(*, model_source: str, manifest: Manifest, protocol: str = "full", s
         plot_class_correlation(classes, names, out / "class_correlation.png")
         result["plots"] = [str(out / "confusion_matrix.png"), str(out / "class_correlation.png")]
     return result
+
+
+EVAL_RECIPE_KEYS = {
+    "data": str, "model": str, "format": str, "root": str, "classes": str, "split": int, "protocol": str, "trials": int,
+    "seed": int, "split_files": list, "frames": int, "sampler": str, "stride": int, "views": str, "batch_size": int,
+    "workers": int, "device": str,
+}
+
+
+def load_eval_recipe(path: str | Path) -> dict:
+    """An evaluation recipe: a YAML file with one ``evaluate:`` mapping of ``openvocab evaluate`` options.
+
+    Used for the rows of Text4Vis Table 4 (one file per dataset and protocol). Unknown keys and ill-typed values
+    are refused with one line naming the file and the key.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such evaluation recipe", path=p)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        raise InputError("not valid YAML", path=p) from None
+    section = data.get("evaluate") if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        raise InputError("an evaluation recipe needs an 'evaluate:' mapping", path=p)
+    for key, value in section.items():
+        kind = EVAL_RECIPE_KEYS.get(key)
+        if kind is None:
+            raise InputError(f"unknown key 'evaluate.{key}' (known: {', '.join(EVAL_RECIPE_KEYS)})", path=p)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise InputError(f"evaluate.{key} must be a {kind.__name__}, got {value!r}", path=p)
+    return section

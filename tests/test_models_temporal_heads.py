@@ -106,3 +106,21 @@ def test_minilm_sentence_classifier_has_real_semantics():
     sims = w @ w.T
     assert w.shape == (3, 384)
     assert sims[0, 1] > sims[0, 2] + 0.2, "a real language model puts guitar nearer violin than hotdog"
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 3, 224, 224)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(1)  # the same T-Trans initialisation both times
+        model = _recognizer(temporal="ttrans", temporal_layers=1, token_t1d_blocks=(1,))
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+            assert model.backbone.clip.vision_model.encoder.gradient_checkpointing
+        model.train()
+        model(x).logsumexp(-1).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.trainable_named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 30
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")

@@ -126,3 +126,12 @@ def test_contrastive_baselines_offline_and_online(small_synth, tmp_path):
         text_moved = not (w["backbone.clip.text_model.encoder.layers.0.mlp.fc1.weight"] == initial["text_model.encoder.layers.0.mlp.fc1.weight"]).all()
         vision_moved = not (w["backbone.clip.vision_model.encoder.layers.0.mlp.fc1.weight"] == initial["vision_model.encoder.layers.0.mlp.fc1.weight"]).all()
         assert vision_moved and text_moved == online
+
+
+def test_bf16_autocast_and_gradient_clipping_run_on_cpu(small_synth, tmp_path):
+    import math
+
+    cfg = load_config(RECIPE, _overrides(small_synth, tmp_path / "run", **{"optim.precision": "bf16", "optim.max_grad_norm": 1.0, "run.max_steps": 2, "data.val": "null"}))
+    assert train(cfg)["step"] == 2
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)

@@ -74,10 +74,14 @@ def _device(cfg: TrainConfig, dist: DistInfo) -> str:
     return "cpu"
 
 
+def _precision(cfg: TrainConfig, device: str) -> str:
+    if cfg.optim.precision == "auto":
+        return "bf16" if device.startswith("cuda") else "fp32"
+    return cfg.optim.precision
+
+
 def _autocast(cfg: TrainConfig, device: str):
-    precision = cfg.optim.precision
-    if precision == "auto":
-        precision = "bf16" if device.startswith("cuda") else "fp32"
+    precision = _precision(cfg, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -247,9 +251,13 @@ def train(cfg: TrainConfig) -> dict:
         raise InputError("model.text_online needs model.classifier: text (CLIP's own text tower)")
     texts = _ClassTexts(model, class_names, cfg) if model.spec.train_text else None
 
+    # fp16 on CUDA needs loss scaling (bf16 and fp32 do not)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda") and _precision(cfg, device) == "fp16")
     step, start_epoch = 0, 0
     if cfg.run.resume and (out / "latest").is_file():
         state = load_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, arch=arch)
+        if scaler.is_enabled() and state.get("extra", {}).get("grad_scaler"):
+            scaler.load_state_dict(state["extra"]["grad_scaler"])
         step, start_epoch = int(state["step"]), int(state["epoch"])
         if dist.main:
             log.info("resumed from %s at step %d (epoch %d)", out, step, start_epoch)
@@ -280,14 +288,16 @@ def train(cfg: TrainConfig) -> dict:
                 continue
             with _autocast(cfg, device):
                 loss = _loss(cfg, train_model, model, batch["pixels"].to(device), batch["target"].to(device), texts)
-            (loss / cfg.optim.accumulation).backward()
+            scaler.scale(loss / cfg.optim.accumulation).backward()
             sampler.advance(len(batch["index"]) + batch["dropped"])
             micro += 1
             if micro % cfg.optim.accumulation and micro < batches_per_epoch:
                 continue
             if cfg.optim.max_grad_norm > 0:
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_([p for _, p in model.trainable_named_parameters()], cfg.optim.max_grad_norm)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -298,7 +308,7 @@ def train(cfg: TrainConfig) -> dict:
                 progress(step, row["loss"])
             last_of_epoch = micro >= batches_per_epoch
             if dist.main and ((cfg.run.save_every_steps and step % cfg.run.save_every_steps == 0) or (not cfg.run.save_every_steps and last_of_epoch) or step >= total_steps):
-                save_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, step=step, epoch=epoch + (1 if last_of_epoch else 0), arch=arch, keep_last=cfg.run.keep_last, extra={"class_names": class_names})
+                save_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, step=step, epoch=epoch + (1 if last_of_epoch else 0), arch=arch, keep_last=cfg.run.keep_last, extra={"class_names": class_names, **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
             if step >= total_steps:
                 break
         if texts is not None:  # the text tower moved: the classifier used for evaluation follows it

@@ -75,6 +75,8 @@ def test_resume_after_sigkill_equals_uninterrupted_run(small_synth, tmp_path):
 
     resumed = subprocess.run(_cli(*_overrides(small_synth, killed, **{"run.save_every_steps": 2})), capture_output=True, text=True, env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resumed_steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines() if "loss" in line]
+    assert resumed_steps == steps, "the metrics log of a resumed run has each step once, in order"
     a, b = _final_weights(straight), _final_weights(killed)
     assert a.keys() == b.keys()
     different = [k for k in a if not (a[k] == b[k]).all()]

@@ -217,35 +217,13 @@ def train(cfg: TrainConfig) -> dict:
 
     lda = extract_lda_data(cfg, records, len(class_names), device=device) if cfg.model.classifier == "lda" else None
     model = build_model(cfg, class_names, device=device, lda_data=lda)
-    clip = _clip_spec(cfg, model.backbone)
-    sampler_spec = SamplerSpec(kind=cfg.data.sampler, frames=cfg.data.frames, stride=cfg.data.stride)  # type: ignore[arg-type]
-    augment = None
-    if cfg.data.augment:
-        from openvocab.data.augment import AugmentSpec, VideoAugment
-
-        d = cfg.data
-        augment = VideoAugment(AugmentSpec(size=clip.size, scale=tuple(d.crop_scale), flip_p=d.flip_p, gray_p=d.gray_p, randaugment_n=d.randaugment_n, randaugment_m=d.randaugment_m, mean=clip.mean, std=clip.std))
-    train_ds = VideoClipDataset(records, sampler=sampler_spec, clip=clip, train=True, augment=augment, seed=cfg.run.seed)
-    sampler = ResumableDistributedSampler(len(train_ds), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.run.seed)
-    loader = DataLoader(train_ds, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=cfg.data.workers, collate_fn=collate_skip_failed, persistent_workers=False)
-    val_loader = None
-    if val_m is not None:
-        t, c = parse_views(cfg.data.views)
-        val_spec = SamplerSpec(kind=cfg.data.sampler, frames=cfg.data.frames, stride=cfg.data.stride, temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
-        val_ds = VideoClipDataset(val_m.records, sampler=val_spec, clip=clip, train=False)
-        val_loader = DataLoader(val_ds, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers, collate_fn=collate_skip_failed)
-
+    train_ds, sampler, loader, val_loader = _build_loaders(cfg, dist, model, records, val_m)
     batches_per_epoch = math.ceil(len(sampler) / cfg.data.batch_size)
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.optim.accumulation))
     total_steps = steps_per_epoch * cfg.optim.epochs
     if cfg.run.max_steps:
         total_steps = min(total_steps, cfg.run.max_steps)
-    head_names = {n for n, _ in model.trainable_named_parameters() if not n.startswith("backbone.")}
-    groups = [{"name": "backbone", "named_params": [(n, p) for n, p in model.trainable_named_parameters() if n not in head_names]},
-              {"name": "head", "named_params": [(n, p) for n, p in model.trainable_named_parameters() if n in head_names], "lr": cfg.optim.head_lr or cfg.optim.lr}]
-    groups = [g for g in groups if g["named_params"]]
-    optimizer = build_adamw(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas))
-    scheduler = cosine_with_warmup(optimizer, total_steps=total_steps, warmup_steps=min(total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch)), base_lr=cfg.optim.lr, min_lr=cfg.optim.min_lr)
+    optimizer, scheduler = _build_optimizer(cfg, model, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     arch = model.spec.to_dict()
     if model.spec.train_text and cfg.model.classifier != "text":
         raise InputError("model.text_online needs model.classifier: text (CLIP's own text tower)")
@@ -260,6 +238,7 @@ def train(cfg: TrainConfig) -> dict:
             scaler.load_state_dict(state["extra"]["grad_scaler"])
         step, start_epoch = int(state["step"]), int(state["epoch"])
         if dist.main:
+            _truncate_log(out / "metrics.jsonl", step)  # rows after the checkpoint are about to be redone
             log.info("resumed from %s at step %d (epoch %d)", out, step, start_epoch)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -321,6 +300,52 @@ def train(cfg: TrainConfig) -> dict:
         log.warning("%d training clips failed to decode and were skipped (see the warnings above)", dropped_total)
     progress(None, None)
     return {"step": step, "out": str(out), **final}
+
+
+def _build_loaders(cfg: TrainConfig, dist: DistInfo, model: VideoRecognizer, records, val_m):
+    """The training dataset (augmented, per-(seed, epoch, index) randomness), its resumable distributed sampler and
+    loader, and the validation loader (test-mode sampling, ``data.views``)."""
+    clip = _clip_spec(cfg, model.backbone)
+    d = cfg.data
+    augment = None
+    if d.augment:
+        from openvocab.data.augment import AugmentSpec, VideoAugment
+
+        augment = VideoAugment(AugmentSpec(size=clip.size, scale=tuple(d.crop_scale), flip_p=d.flip_p, gray_p=d.gray_p, randaugment_n=d.randaugment_n, randaugment_m=d.randaugment_m, mean=clip.mean, std=clip.std))
+    train_spec = SamplerSpec(kind=d.sampler, frames=d.frames, stride=d.stride)  # type: ignore[arg-type]
+    train_ds = VideoClipDataset(records, sampler=train_spec, clip=clip, train=True, augment=augment, seed=cfg.run.seed)
+    sampler = ResumableDistributedSampler(len(train_ds), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.run.seed)
+    loader = DataLoader(train_ds, batch_size=d.batch_size, sampler=sampler, num_workers=d.workers, collate_fn=collate_skip_failed, persistent_workers=False)
+    val_loader = None
+    if val_m is not None:
+        t, c = parse_views(d.views)
+        val_spec = SamplerSpec(kind=d.sampler, frames=d.frames, stride=d.stride, temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
+        val_ds = VideoClipDataset(val_m.records, sampler=val_spec, clip=clip, train=False)
+        val_loader = DataLoader(val_ds, batch_size=d.batch_size, num_workers=d.workers, collate_fn=collate_skip_failed)
+    return train_ds, sampler, loader, val_loader
+
+
+def _build_optimizer(cfg: TrainConfig, model: VideoRecognizer, *, total_steps: int, steps_per_epoch: int):
+    """AdamW over the trainable parameters in two groups (pretrained backbone; new temporal module and head, which
+    may take ``optim.head_lr``) and the warm-up + cosine schedule, stepped per optimiser step."""
+    trainable = model.trainable_named_parameters()
+    groups = [
+        {"name": "backbone", "named_params": [(n, p) for n, p in trainable if n.startswith("backbone.")]},
+        {"name": "head", "named_params": [(n, p) for n, p in trainable if not n.startswith("backbone.")], "lr": cfg.optim.head_lr or cfg.optim.lr},
+    ]
+    optimizer = build_adamw([g for g in groups if g["named_params"]], lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas))
+    warmup = min(total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch))
+    scheduler = cosine_with_warmup(optimizer, total_steps=total_steps, warmup_steps=warmup, base_lr=cfg.optim.lr, min_lr=cfg.optim.min_lr)
+    return optimizer, scheduler
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the metrics rows up to ``step`` (atomically): a resumed run re-logs what came after its checkpoint."""
+    from openvocab.atomic import atomic_write
+
+    if path.is_file():
+        rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+        atomic_write(path, "".join(r + "\n" for r in rows))
 
 
 def _append_jsonl(path: Path, row: dict) -> None:

@@ -137,3 +137,10 @@ def test_bf16_autocast_and_gradient_clipping_run_on_cpu(small_synth, tmp_path):
     assert train(cfg)["step"] == 2
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+
+
+def test_multi_view_validation_and_dense_sampling(small_synth, tmp_path):
+    cfg = load_config(RECIPE, _overrides(small_synth, tmp_path / "run", **{"run.max_steps": 1, "data.views": "2x3", "data.sampler": "dense", "data.stride": 2}))
+    result = train(cfg)
+    assert result["val_videos"] == len((small_synth / "val.csv").read_text().splitlines()) - 1
+    assert 0.0 <= result["val_top1"] <= result["val_top5"] <= 1.0

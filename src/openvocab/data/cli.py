@@ -7,13 +7,13 @@ Registered by the main CLI as ``app.add_typer(data_app, name="data")``. User-cau
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from openvocab.cli_utils import print_error
 from openvocab.errors import InputError, OpenVocabError
 
 data_app = typer.Typer(
@@ -28,10 +28,6 @@ _DEFAULT_COLOURS = "red,blue"
 _DEFAULT_MOTIONS = "left,right"
 _DEFAULT_TONES = "low,high"
 _DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _items(text: str) -> tuple[str, ...]:
@@ -88,10 +84,10 @@ def synth(
                 generate(spec, out, seed=seed, workers=workers, progress=lambda done, _total: bar.update(task, completed=done))
         elapsed = time.perf_counter() - started
     except OpenVocabError as exc:
-        _stderr(f"error: {exc}")
+        print_error(f"error: {exc}")
         raise typer.Exit(2) from None
     except OSError as exc:
-        _stderr(f"error: {out}: cannot write ({exc.strerror or exc})")
+        print_error(f"error: {out}: cannot write ({exc.strerror or exc})")
         raise typer.Exit(2) from None
     import json
 
@@ -140,12 +136,12 @@ def check(
         else:
             raise InputError(f"--kind must be manifest, kinetics, ucf101, hmdb51 or activitynet, got '{kind}'")
     except OpenVocabError as exc:
-        _stderr(f"error: {exc}")
+        print_error(f"error: {exc}")
         raise typer.Exit(2) from None
     for problem in manifest.problems[: max(show, 0)]:
-        _stderr(f"skipped: {problem}")
+        print_error(f"skipped: {problem}")
     if len(manifest.problems) > show > 0:
-        _stderr(f"... and {len(manifest.problems) - show} more")
+        print_error(f"... and {len(manifest.problems) - show} more")
     print(manifest.summary())
     if manifest.problems:
         raise typer.Exit(1)

@@ -12,7 +12,6 @@ to decode yields ``None``; :func:`collate_skip_failed` drops it and the trainer 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from openvocab.errors import InputError
+from openvocab.scoring import similarity_logits
 
 
 class FrozenClassifier(nn.Module):
@@ -43,8 +44,7 @@ class FrozenClassifier(nn.Module):
         return int(self.weight.shape[0])
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        v = torch.nn.functional.normalize(self.projection(video).float(), dim=-1)
-        return self.logit_scale * v @ self.weight.T
+        return similarity_logits(self.projection(video), self.weight, logit_scale=self.logit_scale)
 
 
 class LinearClassifier(nn.Module):

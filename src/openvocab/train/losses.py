@@ -21,11 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from openvocab.scoring import similarity_logits
+
 __all__ = ["distributed_infonce", "frozen_classifier_ce", "gather_with_grad", "targets_from_labels"]
-
-
-def _scaled_cosine(a: Tensor, b: Tensor, logit_scale: float | Tensor) -> Tensor:
-    return logit_scale * (F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).t())
 
 
 def frozen_classifier_ce(
@@ -58,7 +56,7 @@ def frozen_classifier_ce(
         )
     if targets.ndim != 1 or targets.shape[0] != video_emb.shape[0] or targets.is_floating_point():
         raise ValueError(f"targets must be (B,) integer class indices, got {tuple(targets.shape)} {targets.dtype}")
-    logits = _scaled_cosine(video_emb, classifier.detach().to(video_emb.dtype), logit_scale)
+    logits = similarity_logits(video_emb, classifier.detach(), logit_scale=logit_scale)  # the one scoring path
     return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
 
 

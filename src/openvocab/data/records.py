@@ -16,11 +16,10 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from openvocab.errors import InputError
 from openvocab.io.discover import IMAGE_SUFFIXES
-from openvocab.text.prompts import normalise_class_name, read_labels_file
+from openvocab.text.prompts import normalise_class_name, read_labels_file, read_text_file  # noqa: F401 - read_text_file is re-exported for the readers
 
 __all__ = [
     "LabelCollector",
@@ -160,21 +159,6 @@ class Manifest:
         )
 
 # --------------------------------------------------------------------------------------------------- shared helpers
-def read_text_file(path: str | os.PathLike[str], *, what: str) -> str:
-    """A UTF-8 (BOM tolerated) text file, or :class:`InputError` naming the path."""
-    file = Path(path).expanduser()
-    try:
-        return file.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{what} not found", path=file) from None
-    except IsADirectoryError:
-        raise InputError(f"is a directory, expected a {what}", path=file) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{what} is not valid UTF-8 (byte {exc.start})", path=file) from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what} ({exc.strerror or exc})", path=file) from None
-
-
 def is_video_path(path: str | os.PathLike[str]) -> bool:
     """True for an existing file, or a directory holding at least one frame image (a frame-folder video)."""
     try:

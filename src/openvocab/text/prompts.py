@@ -17,6 +17,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -120,18 +121,19 @@ def prompt_set(mode: PromptMode = "ensemble", *, template: str | None = None) ->
     raise InputError(f"unknown prompt mode {mode!r}; choose ensemble, single or classname")
 
 
-def _read_text(path: str | Path, *, what: str) -> str:
+def read_text_file(path: str | os.PathLike[str], *, what: str) -> str:
+    """A UTF-8 (BOM tolerated) text file, or one :class:`InputError` line naming the path and ``what`` it is."""
     file = Path(path).expanduser()
     try:
         return file.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise InputError(f"{what} file not found", path=file) from None
+        raise InputError(f"{what} not found", path=file) from None
     except IsADirectoryError:
-        raise InputError(f"is a directory, expected a {what} file", path=file) from None
+        raise InputError(f"is a directory, expected a {what}", path=file) from None
     except UnicodeDecodeError as exc:
-        raise InputError(f"{what} file is not valid UTF-8 (byte {exc.start})", path=file) from None
+        raise InputError(f"{what} is not valid UTF-8 (byte {exc.start})", path=file) from None
     except OSError as exc:
-        raise InputError(f"cannot read {what} file ({exc.strerror or exc})", path=file) from None
+        raise InputError(f"cannot read {what} ({exc.strerror or exc})", path=file) from None
 
 
 def _content_lines(text: str) -> list[tuple[int, str]]:
@@ -150,7 +152,7 @@ def load_templates_file(path: str | Path) -> PromptSet:
     The prompt set is named after the file stem (its key also hashes the templates).
     """
     file = Path(path).expanduser()
-    lines = _content_lines(_read_text(file, what="templates"))
+    lines = _content_lines(read_text_file(file, what="templates file"))
     if not lines:
         raise InputError("templates file has no templates", path=file)
     for number, template in lines:
@@ -210,7 +212,7 @@ def read_labels_file(path: str | Path) -> list[str]:
     Unreadable or empty files raise :class:`InputError` naming the path.
     """
     file = Path(path).expanduser()
-    text = _read_text(file, what="labels")
+    text = read_text_file(file, what="labels file")
     suffix = file.suffix.lower()
     if suffix == ".json":
         labels = _labels_from_json(text, file)

@@ -24,6 +24,14 @@ def _first_frame(path: Path) -> np.ndarray:
     return open_video(path).read([0]).frames[0]
 
 
+def _same_picture(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to encoder rounding: the rendered frames are identical per seed (tested exactly below), but x264
+    output was seen to differ slightly (max 5 levels, mean 0.17) between identical encodes inside the test process."""
+    if a.shape != b.shape:
+        return False
+    return float(np.abs(a.astype(int) - b.astype(int)).mean()) < 1.0  # measured: 0.17 when they differ; seeds: ~38
+
+
 def _object_masks(frames: np.ndarray) -> np.ndarray:
     """(T, H, W) pixels far from the background colour (the per-clip median: the object covers < 15%)."""
     background = np.median(frames.reshape(-1, 3), axis=0)
@@ -76,8 +84,12 @@ def test_generation_is_deterministic_and_manifests_read_back(tmp_path: Path) -> 
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert (a / "train.csv").read_bytes() != (c / "train.csv").read_bytes()
     clip = "videos/red_circle_moving_left/0000.mp4"
-    assert np.array_equal(_first_frame(a / clip), _first_frame(b / clip))
-    assert not np.array_equal(_first_frame(a / clip), _first_frame(c / clip))
+    assert _same_picture(_first_frame(a / clip), _first_frame(b / clip))
+    assert not _same_picture(_first_frame(a / clip), _first_frame(c / clip))
+    values = {"colour": "red", "shape": "circle", "motion": "left"}
+    one, _ = render_clip(spec, values, rng=np.random.default_rng([7, 0, 0]))
+    two, _ = render_clip(spec, values, rng=np.random.default_rng([7, 0, 0]))
+    assert np.array_equal(one, two), "rendering is exactly deterministic per seed"
 
     meta = json.loads((a / "splits.json").read_text())
     classes = (a / "classes.txt").read_text().splitlines()
@@ -109,7 +121,7 @@ def test_workers_give_the_same_output(tmp_path: Path) -> None:
     for name in FILES:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     clip = "videos/blue_object/0001.mp4"
-    assert np.array_equal(_first_frame(a / clip), _first_frame(b / clip))
+    assert _same_picture(_first_frame(a / clip), _first_frame(b / clip))
 
 
 # ---------------------------------------------------------------------- the labels are in the pixels / audio

@@ -1,5 +1,7 @@
-"""The CLIP backbone: one wrapper over transformers' ``CLIPModel`` that every path of openvocab goes through.
+"""The CLIP backbone: one wrapper over a CLIP model that every path of openvocab goes through.
 
+The model is transformers' ``CLIPModel`` (ViT image towers) or openvocab's own
+:class:`~openvocab.models.clip_resnet.ClipResNetModel` (CLIP-ResNet, which transformers lacks; same attribute names).
 It loads a hub id or a local directory (``from_pretrained``, safetensors), and exposes what the recognisers need:
 
 * :meth:`ClipBackbone.encode_frames` -- per-frame image embeddings ``h(v)`` (CLIP's pooled, projected CLS token;
@@ -52,19 +54,33 @@ def _image_spec_from_dir(directory: Path | None, image_size: int) -> ImageSpec:
     return ImageSpec(size=int(crop), resize_short_side=int(short), mean=mean, std=std)  # type: ignore[arg-type]
 
 
+def _model_type(directory: Path) -> str | None:
+    try:
+        return json.loads((directory / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _load_clip_model(name_or_path: str, *, dtype: torch.dtype | None) -> tuple[nn.Module, Path | None]:
-    """Load a ``CLIPModel`` from a local directory or a hub id, turning every failure into one clear line."""
+    """Load a ``CLIPModel`` (or a CLIP-ResNet directory) from a local directory or a hub id, turning every failure
+    into one clear line."""
     from transformers import CLIPModel
+
+    from openvocab.models.clip_resnet import ClipResNetConfig, ClipResNetModel
 
     local = Path(name_or_path).expanduser()
     kwargs = {"dtype": dtype} if dtype is not None else {}
     if local.exists():
         if not local.is_dir() or not (local / "config.json").is_file():
-            raise ModelLoadError(
-                "not a model directory (no config.json); pass a directory holding a CLIP checkpoint, "
-                "e.g. one written by `openvocab model create --arch vit-b-32 DIR`",
-                path=local,
+            original = local.is_file() or any((local / n).is_file() for n in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))
+            hint = (
+                "an OpenAI / open_clip checkpoint: convert it once with `openvocab model convert SRC DIR` and pass DIR"
+                if original
+                else "pass a directory holding a CLIP checkpoint, e.g. one written by `openvocab model create --arch vit-b-32 DIR`"
             )
+            raise ModelLoadError(f"not a model directory (no config.json); {hint}", path=local)
+        if _model_type(local) == ClipResNetConfig.model_type:
+            return ClipResNetModel.from_pretrained(local, dtype=dtype), local
         try:
             return CLIPModel.from_pretrained(str(local), **kwargs), local
         except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
@@ -167,6 +183,18 @@ class ClipBackbone(nn.Module):
         return int(self.clip.config.vision_config.num_hidden_layers)
 
     @property
+    def is_resnet(self) -> bool:
+        """True for a CLIP-ResNet image tower (convolutional stages, attention pooling), False for a ViT."""
+        return hasattr(self.clip.vision_model, "layer1")
+
+    def describe(self) -> str:
+        """One line on the image tower's architecture (for ``openvocab model info`` and logs)."""
+        v = self.clip.config.vision_config
+        if self.is_resnet:
+            return f"CLIP-ResNet, blocks {tuple(v.layers)}, width {v.width}, attention pool {v.heads} heads, image {v.image_size}"
+        return f"ViT, {v.num_hidden_layers} layers, width {v.hidden_size}, patch {v.patch_size}, image {v.image_size}"
+
+    @property
     def logit_scale(self) -> float:
         """CLIP's temperature as a multiplier, ``exp(logit_scale)`` (100 for the released models)."""
         return float(self.clip.logit_scale.detach().exp().item())
@@ -210,8 +238,10 @@ class ClipBackbone(nn.Module):
         """CLS + patch tokens of the chosen vision layers: ``(N, 3, H, W) -> (N, len(layers), 1 + P, width)``.
 
         Layer ``0`` is the embedding output (after the pre-LayerNorm), layer ``k`` the output of block ``k``;
-        ``None`` returns all ``num_vision_layers + 1``.
+        ``None`` returns all ``num_vision_layers + 1``. ViT image towers only (a ResNet has feature maps, not tokens).
         """
+        if self.is_resnet:
+            raise ValueError(f"{self.source}: per-layer tokens need a ViT image tower; this is a CLIP-ResNet")
         pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
         out = self.clip.vision_model(pixel_values=pixel_values, output_hidden_states=True, return_dict=True)
         states = out.hidden_states

@@ -67,17 +67,28 @@ def clip_config(arch: str):
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=a.embed_dim)
 
 
+def architecture_names() -> list[str]:
+    """Every architecture ``model create`` / ``random:ARCH`` accept: the ViTs above and the CLIP-ResNets."""
+    from openvocab.models.clip_resnet import RESNET_ARCHITECTURES
+
+    return [*ARCHITECTURES, *RESNET_ARCHITECTURES]
+
+
 def build_random_clip(arch: str, *, seed: int = 0):
-    """A ``transformers.CLIPModel`` of the given architecture with transformers' own random initialisation."""
+    """A CLIP model of the given architecture with random weights: a ``transformers.CLIPModel`` (transformers' own
+    initialisation) for the ViTs, a :class:`~openvocab.models.clip_resnet.ClipResNetModel` for ``rn50`` & co."""
     from transformers import CLIPModel
 
+    from openvocab.models.clip_resnet import RESNET_ARCHITECTURES, build_random_clip_resnet
+
+    if arch in RESNET_ARCHITECTURES:
+        return build_random_clip_resnet(arch, seed=seed)
+    if arch not in ARCHITECTURES:
+        raise InputError(f"unknown architecture '{arch}'; choose one of {', '.join(architecture_names())}")
     config = clip_config(arch)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's random stream is left as it was
+        torch.manual_seed(seed)
         model = CLIPModel(config)
-    finally:
-        torch.random.set_rng_state(generator_state)
     return model.eval()
 
 

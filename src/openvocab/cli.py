@@ -191,7 +191,7 @@ def labels_export(
 @model_app.command("create")
 def model_create(
     directory: Path = typer.Argument(..., help="Where to write the model directory."),
-    arch: str = typer.Option("tiny", "--arch", help="tiny, vit-b-32, vit-b-16 or vit-l-14."),
+    arch: str = typer.Option("tiny", "--arch", help="tiny, vit-b-32, vit-b-16, vit-l-14 (ViT) or tiny-rn, rn50, rn101, rn50x4 (CLIP-ResNet)."),
     seed: int = typer.Option(0, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing non-empty directory."),
 ) -> None:
@@ -227,6 +227,31 @@ def model_export(
     print(f"wrote the fine-tuned CLIP of {run} to {path}")
 
 
+@model_app.command("convert")
+def model_convert(
+    source: Path = typer.Argument(..., help="OpenAI CLIP archive (RN50.pt, ViT-B-16.pt), open_clip .safetensors/.bin (or a directory holding one), or a state dict."),
+    directory: Path = typer.Argument(..., help="Where to write the model directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing non-empty directory."),
+    activation: str = typer.Option("quick_gelu", "--activation", help="quick_gelu (OpenAI models, open_clip '-quickgelu' ones) or gelu (most other open_clip models)."),
+    vision_heads: Optional[int] = typer.Option(None, "--vision-heads", help="Vision attention heads (default: width // 64, as in every OpenAI model)."),
+    text_heads: Optional[int] = typer.Option(None, "--text-heads", help="Text attention heads (default: width // 64)."),
+) -> None:
+    """Convert an OpenAI CLIP / open_clip checkpoint (OpenAI key layout) into a model directory that
+    `openvocab classify --model DIR` loads. The architecture is read from the weights' shapes; pickles are never
+    unpickled beyond tensors (torch.load weights_only=True). Example:
+
+    openvocab model convert ~/Downloads/ViT-B-16.pt ~/models/clip-vit-b-16
+    """
+    setup_logging(False)
+    from openvocab.models.convert import convert_checkpoint
+
+    path = convert_checkpoint(
+        source, directory, overwrite=overwrite, activation=activation, vision_heads=vision_heads, text_heads=text_heads,
+        on_architecture=lambda arch: print(f"architecture: {arch.summary()}"),
+    )
+    print(f"wrote the converted CLIP model to {path}")
+
+
 @model_app.command("info")
 def model_info(model: str = typer.Argument(..., help=MODEL_HELP)) -> None:
     """Show a model's architecture, embedding size, logit scale and label-bank fingerprint.
@@ -237,8 +262,7 @@ def model_info(model: str = typer.Argument(..., help=MODEL_HELP)) -> None:
     from openvocab.models.backbone import ClipBackbone
 
     bb = ClipBackbone.from_pretrained(model)
-    v = bb.clip.config.vision_config
-    print(f"source: {bb.source}\nvision: {v.num_hidden_layers} layers, width {v.hidden_size}, patch {v.patch_size}, image {v.image_size}")
+    print(f"source: {bb.source}\nvision: {bb.describe()}")
     print(f"embedding dim: {bb.embed_dim}\nlogit scale: {bb.logit_scale:.4f}\nfingerprint: {bb.fingerprint}\nrandom weights: {bb.random_weights}")
 
 

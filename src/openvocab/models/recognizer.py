@@ -17,7 +17,7 @@ from torch import nn
 
 from openvocab.models.backbone import ClipBackbone
 from openvocab.models.heads import FrozenClassifier, LinearClassifier
-from openvocab.models.temporal import TokenT1D, build_temporal
+from openvocab.models.temporal import ResNetT1D, TokenT1D, build_temporal
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class RecognizerSpec:
     temporal: str = "tap"  # tap | ttrans
     temporal_layers: int = 6
     token_t1d_blocks: tuple[int, ...] = field(default_factory=tuple)
+    t1d_stages: tuple[int, ...] = field(default_factory=tuple)  # CLIP-ResNet stages with T1D (4, 5 = res4-5)
+    t1d_init: str = "shift"
     frames: int = 8
     train_backbone: bool = True
     train_text: bool = False  # the contrastive baseline with the text encoder online (ActionCLIP; Table 9)
@@ -38,6 +40,7 @@ class RecognizerSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["token_t1d_blocks"] = list(self.token_t1d_blocks)
+        d["t1d_stages"] = list(self.t1d_stages)
         return d
 
 
@@ -51,8 +54,11 @@ class VideoRecognizer(nn.Module):
         self.temporal = build_temporal(spec.temporal, dim=backbone.embed_dim, layers=spec.temporal_layers, max_frames=max(64, spec.frames))
         self.token_t1d = None
         if spec.token_t1d_blocks:
+            if backbone.is_resnet:
+                raise ValueError("TokenT1D needs a ViT backbone; for CLIP-ResNet use T1D (model.t1d_stages)")
             width = int(backbone.clip.config.vision_config.hidden_size)
             self.token_t1d = TokenT1D(width=width, blocks=spec.token_t1d_blocks).attach(backbone)
+        self.t1d = ResNetT1D(stages=spec.t1d_stages, init=spec.t1d_init).attach(backbone) if spec.t1d_stages else None
         self.head = head
         for p in backbone.clip.text_model.parameters():  # the text side learns only in the online contrastive mode
             p.requires_grad_(spec.train_text)
@@ -62,6 +68,14 @@ class VideoRecognizer(nn.Module):
             for p in backbone.clip.vision_model.parameters():
                 p.requires_grad_(False)
             backbone.clip.visual_projection.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "VideoRecognizer":
+        """As ``nn.Module.train``, except that a frozen backbone stays in eval mode: a CLIP-ResNet's BatchNorm must
+        not update its running statistics while its weights are frozen."""
+        super().train(mode)
+        if mode and not self.spec.train_backbone:
+            self.backbone.eval()
+        return self
 
     @property
     def num_classes(self) -> int:
@@ -78,8 +92,9 @@ class VideoRecognizer(nn.Module):
     def frame_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, H, W) -> (B, T, D)`` CLIP frame embeddings (TokenT1D mixes class tokens over T inside)."""
         b, t = pixels.shape[:2]
-        if self.token_t1d is not None:
-            self.token_t1d.frames = t
+        for inserted in (self.token_t1d, self.t1d):
+            if inserted is not None:
+                inserted.frames = t
         feats = self.backbone.encode_frames(pixels.reshape(b * t, *pixels.shape[2:]))
         return feats.reshape(b, t, -1)
 

@@ -8,6 +8,8 @@
 * :class:`TokenT1D` -- a channel-wise temporal 1-D convolution on the [class] token *inside* chosen ViT blocks
   (applied to each chosen block's input), identity-initialised so the pretrained model is unchanged at step 0.
   It hooks into the CLIP vision encoder layers of a :class:`~openvocab.models.backbone.ClipBackbone`.
+* :class:`ResNetT1D` -- T1D for CLIP-ResNet: a channel-wise temporal 1-D convolution on the residual branch of every
+  bottleneck in the chosen stages (Text4Vis uses res4-5), initialised as a temporal shift (TSM) or as identity.
 """
 
 from __future__ import annotations
@@ -53,7 +55,22 @@ class TemporalTransformer(nn.Module):
         return (frames + delta).mean(dim=1)
 
 
-class TokenT1D(nn.Module):
+class _FrameHooks(nn.Module):
+    """Base of the temporal modules that live inside the image tower as forward pre-hooks: they act only while
+    :attr:`frames` (frames per video in the current batch) is set, and :meth:`detach` removes the hooks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: int | None = None
+        self._handles: list = []
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+class TokenT1D(_FrameHooks):
     """Temporal depthwise Conv1d (kernel 3) on the [class] token at the input of chosen ViT blocks.
 
     ``attach(backbone)`` registers forward pre-hooks on the chosen CLIP vision encoder layers. While
@@ -72,8 +89,6 @@ class TokenT1D(nn.Module):
                 conv.weight.zero_()
                 conv.weight[:, 0, kernel_size // 2] = 1.0
             self.convs[str(b)] = conv
-        self.frames: int | None = None
-        self._handles: list = []
 
     def attach(self, backbone) -> "TokenT1D":
         layers = backbone.clip.vision_model.encoder.layers
@@ -82,11 +97,6 @@ class TokenT1D(nn.Module):
                 raise ValueError(f"TokenT1D block {b} is out of range 0..{len(layers) - 1}")
             self._handles.append(layers[b].register_forward_pre_hook(self._hook(str(b)), with_kwargs=True))
         return self
-
-    def detach(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
 
     def _hook(self, key: str):
         def hook(module, args, kwargs):
@@ -102,6 +112,69 @@ class TokenT1D(nn.Module):
                 return (hidden, *args[1:]), kwargs
             kwargs = dict(kwargs, hidden_states=hidden)
             return args, kwargs
+
+        return hook
+
+
+class ResNetT1D(_FrameHooks):
+    """T1D of Text4Vis §4.3 / Table 8 for CLIP-ResNet: a depthwise temporal Conv1d (kernel 3) on the input of
+    ``conv1`` of every bottleneck in the chosen stages -- the residual branch only, the identity path is untouched
+    (the "residual shift" placement of TSM, which Text4Vis' reference code uses for ResNet).
+
+    Stages use the paper's names: ``res2`` .. ``res5`` are CLIP-ResNet's ``layer1`` .. ``layer4``; the paper's
+    setting is ``stages=(4, 5)``. ``init="shift"`` starts as TSM's shift (1/``fold_div`` of the channels read the
+    next frame, 1/``fold_div`` the previous frame, the rest the current one), a learnable generalisation of it;
+    ``init="identity"`` leaves the pretrained model unchanged at step 0. Like :class:`TokenT1D`, the hooks act only
+    while :attr:`frames` is set (the recogniser sets it before each video forward).
+    """
+
+    def __init__(self, *, stages: Sequence[int], init: str = "shift", fold_div: int = 8, kernel_size: int = 3) -> None:
+        super().__init__()
+        if init not in ("shift", "identity"):
+            raise ValueError(f"unknown T1D init '{init}' (shift, identity)")
+        bad = [s for s in stages if not 2 <= int(s) <= 5]
+        if bad or not stages:
+            raise ValueError(f"T1D stages must be among 2, 3, 4, 5 (res2-res5), got {list(stages)}")
+        self.stages = tuple(sorted({int(s) for s in stages}))
+        self.init, self.fold_div, self.kernel_size = init, fold_div, kernel_size
+        self.convs = nn.ModuleDict()
+
+    def _conv(self, channels: int) -> nn.Conv1d:
+        k = self.kernel_size
+        conv = nn.Conv1d(channels, channels, k, padding=k // 2, groups=channels, bias=False)
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.weight[:, 0, k // 2] = 1.0  # out[t] = x[t]
+            if self.init == "shift":
+                fold = channels // self.fold_div
+                conv.weight[:fold, 0, k // 2] = 0.0
+                conv.weight[:fold, 0, k // 2 + 1] = 1.0  # out[t] = x[t + 1]
+                conv.weight[fold : 2 * fold, 0, k // 2] = 0.0
+                conv.weight[fold : 2 * fold, 0, k // 2 - 1] = 1.0  # out[t] = x[t - 1]
+        return conv
+
+    def attach(self, backbone) -> "ResNetT1D":
+        vision = backbone.clip.vision_model
+        if not hasattr(vision, "layer1"):
+            raise ValueError("T1D needs a CLIP-ResNet backbone; for a ViT use TokenT1D (model.token_t1d_blocks)")
+        for stage in self.stages:
+            for i, block in enumerate(getattr(vision, f"layer{stage - 1}")):
+                key = f"res{stage}_{i}"
+                if key not in self.convs:
+                    self.convs[key] = self._conv(int(block.conv1.in_channels)).to(device=block.conv1.weight.device)
+                self._handles.append(block.conv1.register_forward_pre_hook(self._hook(key)))
+        return self
+
+    def _hook(self, key: str):
+        def hook(module, args):
+            if self.frames is None:
+                return None
+            x = args[0]  # (B*T, C, H, W)
+            bt, c, h, w = x.shape
+            t = self.frames
+            seq = x.reshape(bt // t, t, c, h * w).permute(0, 3, 2, 1).reshape(-1, c, t)  # (B*H*W, C, T)
+            mixed = self.convs[key](seq.to(self.convs[key].weight.dtype)).to(x.dtype)
+            return (mixed.reshape(bt // t, h * w, c, t).permute(0, 3, 2, 1).reshape(bt, c, h, w), *args[1:])
 
         return hook
 

@@ -31,6 +31,8 @@ class ModelConfig:
     temporal: str = "tap"  # tap | ttrans
     temporal_layers: int = 6
     token_t1d_blocks: list[int] = field(default_factory=list)
+    t1d_stages: list[int] = field(default_factory=list)  # CLIP-ResNet T1D in these stages, e.g. [4, 5] = res4-5 (Table 8)
+    t1d_init: str = "shift"  # shift (TSM pattern, 1/8 channels each way) | identity (pretrained model unchanged at step 0)
     train_backbone: bool = True
     text_online: bool = False  # optim.loss=infonce: train CLIP's text tower too (ActionCLIP "online", Table 9)
     gradient_checkpointing: bool = False
@@ -213,6 +215,7 @@ def _floatify(data: Any) -> Any:
 _CHOICES = {
     ("model", "classifier"): ("text", "sentence", "normal", "orthogonal", "lda", "linear"),
     ("model", "temporal"): ("tap", "ttrans"),
+    ("model", "t1d_init"): ("shift", "identity"),
     ("data", "format"): ("manifest", "kinetics", "ucf101", "hmdb51", "activitynet"),
     ("data", "sampler"): ("uniform", "dense"),
     ("optim", "precision"): ("auto", "fp32", "bf16", "fp16"),

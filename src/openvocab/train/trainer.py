@@ -104,7 +104,7 @@ def build_model(cfg: TrainConfig, class_names: list[str], *, device: str, lda_da
     spec = RecognizerSpec(
         model=cfg.model.model, num_classes=len(class_names), classifier=cfg.model.classifier,
         temporal=cfg.model.temporal, temporal_layers=cfg.model.temporal_layers,
-        token_t1d_blocks=tuple(cfg.model.token_t1d_blocks), frames=cfg.data.frames, train_backbone=cfg.model.train_backbone,
+        token_t1d_blocks=tuple(cfg.model.token_t1d_blocks), t1d_stages=tuple(cfg.model.t1d_stages), t1d_init=cfg.model.t1d_init, frames=cfg.data.frames, train_backbone=cfg.model.train_backbone,
         train_text=cfg.model.text_online and cfg.optim.loss == "infonce",
     )
     if cfg.model.prompts in {"single", "ensemble", "classname"}:

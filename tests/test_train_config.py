@@ -42,6 +42,8 @@ def test_base_inheritance_and_overrides(tmp_path):
         (["model.temporal=lstm"], "model.temporal must be one of"),
         (["optim.min_lr=1", "optim.lr=0.1"], "min_lr"),
         (["lr=1"], "section.key=value"),
+        (["data.val_mode=whole"], "data.val_mode must be one of"),
+        (["data.val_mode=videos"], "data.val_mode=videos needs data.format=activitynet"),
     ],
 )
 def test_bad_recipes_are_refused_in_one_line(overrides, fragment):
@@ -55,3 +57,16 @@ def test_bad_yaml_names_the_file_and_line(tmp_path):
     bad.write_text("model:\n  temporal: [tap\n")
     with pytest.raises(InputError, match=r"bad.yaml: not valid YAML \(line"):
         load_config(bad)
+
+
+def test_table2_recipes_fine_tune_the_matching_kinetics_run_on_untrimmed_activitynet():
+    configs = Path(__file__).resolve().parents[1] / "configs" / "text4vis"
+    main = load_config(configs / "table2_anet_vitl14_f16.yaml")
+    assert (main.data.format, main.data.val_mode, main.data.frames, main.optim.accumulation) == ("activitynet", "videos", 16, 2)
+    assert (main.optim.lr, main.optim.epochs, main.optim.warmup_epochs, main.model.classifier) == (5e-5, 30, 5.0, "text")
+    # init_from names the run.out of a shipped Kinetics-400 recipe with the same backbone and temporal module
+    source = [load_config(p) for p in configs.glob("k400_*.yaml") if load_config(p).run.out == main.model.init_from]
+    assert len(source) == 1 and (source[0].model.model, source[0].model.temporal, source[0].model.token_t1d_blocks) == (main.model.model, main.model.temporal, main.model.token_t1d_blocks)
+    hi = load_config(configs / "table2_anet_vitl14_336_f16.yaml")
+    assert hi.model.model == "openai/clip-vit-large-patch14-336" and hi.data.val_mode == "videos" and hi.data.frames == 16
+    assert hi.model.init_from != main.model.init_from and hi.run.out != main.run.out

@@ -7,6 +7,8 @@
   HMDB51 / ActivityNet / Kinetics-600 classes it never saw (Text4Vis Table 4);
 * protocols (:mod:`openvocab.eval.protocols`): ``full``, ``half`` (half the classes × 10 trials, mean ± std) and
   ``k600`` (3 split files of 160 classes); multi-view: per-view L2-normalised embeddings averaged;
+* the full protocol also reports mAP (ActivityNet's metric, Table 2) on the per-video softmax; untrimmed videos with
+  several labels (ActivityNet ``videos`` mode) are scored multi-label: top-k is hit@k, no mean-class accuracy;
 * outputs: a JSON result, and optionally the confusion-matrix and class-correlation plots (Fig. 1 / A.5).
 """
 
@@ -73,12 +75,14 @@ def class_embeddings(model, cfg, names: Sequence[str]) -> torch.Tensor:
 
 @torch.inference_mode()
 def video_embeddings(model, cfg, manifest: Manifest, *, sampler: SamplerSpec, batch_size: int = 8, workers: int = 2, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``(N, D)`` video embeddings (views: mean of L2-normalised view embeddings) and targets of the decodable videos."""
+    """``(N, D)`` video embeddings (views: mean of L2-normalised view embeddings) and targets of the decodable videos:
+    class indices ``(N,)``, or multi-hot ``(N, C)`` when some video has several labels."""
     from openvocab.models.backbone import ClipBackbone
 
     backbone = model if isinstance(model, ClipBackbone) else model.backbone
     spec = backbone.image_spec
-    ds = VideoClipDataset(manifest.records, sampler=sampler, clip=spec)
+    multi = any(len(r.labels) > 1 for r in manifest.records)
+    ds = VideoClipDataset(manifest.records, sampler=sampler, clip=spec, multi_label=multi, num_classes=len(manifest.classes))
     embs, targets = [], []
     for batch in DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_failed):
         if batch["pixels"] is None:
@@ -115,10 +119,15 @@ def evaluate(*, model_source: str, manifest: Manifest, protocol: str = "full", s
         classes = model.head.weight  # a closed-set frozen classifier, evaluated on its own classes
     else:
         classes = class_embeddings(model, cfg, names)
+    multi = any(len(r.labels) > 1 for r in manifest.records)  # video_embeddings then gives multi-hot targets
+    if multi and protocol != "full":
+        raise InputError(f"the {protocol} protocol needs single-label videos, and some of {manifest.source} have several labels (use the full protocol)")
     videos, targets = video_embeddings(model, cfg, manifest, sampler=sampler, batch_size=batch_size, workers=workers, device=device)
-    result: dict = {"model": model_source, "dataset": manifest.source, "protocol": protocol, "videos": int(targets.numel()), "classes": len(names), "views": f"{sampler.temporal_views}x{sampler.spatial_crops}", "frames": sampler.frames}
+    result: dict = {"model": model_source, "dataset": manifest.source, "protocol": protocol, "videos": int(targets.shape[0]), "classes": len(names), "views": f"{sampler.temporal_views}x{sampler.spatial_crops}", "frames": sampler.frames}
+    if multi:
+        result["multi_label"] = True
     if protocol == "full":
-        result["result"] = protocols.full_protocol(videos, targets, classes, logit_scale=scale).to_dict()
+        result["result"] = _full_with_map(videos, targets, classes, scale)
     elif protocol == "half":
         result["result"] = protocols.half_class_protocol(videos, targets, classes, trials=trials, seed=seed, logit_scale=scale).to_dict()
     elif protocol == "k600":
@@ -133,17 +142,38 @@ def evaluate(*, model_source: str, manifest: Manifest, protocol: str = "full", s
         from openvocab.scoring import similarity_logits
 
         out = Path(plots).expanduser()
-        scores = similarity_logits(videos, classes, logit_scale=scale)
-        plot_confusion_matrix(confusion_matrix(scores, targets, len(names)), names, out / "confusion_matrix.png")
+        result["plots"] = []
+        if not multi:  # a confusion matrix needs one true class per video
+            scores = similarity_logits(videos, classes, logit_scale=scale)
+            plot_confusion_matrix(confusion_matrix(scores, targets, len(names)), names, out / "confusion_matrix.png")
+            result["plots"].append(str(out / "confusion_matrix.png"))
         plot_class_correlation(classes, names, out / "class_correlation.png")
-        result["plots"] = [str(out / "confusion_matrix.png"), str(out / "class_correlation.png")]
+        result["plots"].append(str(out / "class_correlation.png"))
     return result
+
+
+def _full_with_map(videos: torch.Tensor, targets: torch.Tensor, classes: torch.Tensor, scale: float) -> dict:
+    """The full protocol's accuracies plus ``map`` (mean over classes with a positive video of the average precision
+    of the per-video softmax scores; Text4Vis Table 2); for multi-hot targets top-k is hit@k and there is no
+    mean-class accuracy."""
+    from openvocab.eval import protocols
+    from openvocab.eval.metrics import mean_average_precision, topk_accuracy
+    from openvocab.scoring import similarity_logits
+
+    probs = similarity_logits(videos, classes, logit_scale=scale).float().softmax(-1)
+    if targets.ndim == 1:
+        out = protocols.full_protocol(videos, targets, classes, logit_scale=scale).to_dict()
+    else:
+        acc = topk_accuracy(probs, targets, ks=(1, 5))
+        out = {"top1": acc[1], "top5": acc[5], "num_videos": int(targets.shape[0]), "num_classes": int(classes.shape[0])}
+    out["map"] = mean_average_precision(probs, targets)
+    return out
 
 
 EVAL_RECIPE_KEYS = {
     "data": str, "model": str, "format": str, "root": str, "classes": str, "split": int, "protocol": str, "trials": int,
     "seed": int, "split_files": list, "frames": int, "sampler": str, "stride": int, "views": str, "batch_size": int,
-    "workers": int, "device": str,
+    "workers": int, "device": str, "val_mode": str,
 }
 
 

@@ -32,7 +32,7 @@ import random
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from torch import nn
 from openvocab.atomic import atomic_path, atomic_write
 from openvocab.errors import InputError
 
-__all__ = ["list_checkpoints", "load_checkpoint", "resolve_checkpoint", "save_checkpoint"]
+__all__ = ["list_checkpoints", "load_checkpoint", "load_model_subset", "read_trainer_state", "resolve_checkpoint", "save_checkpoint"]
 
 FORMAT_VERSION = 1
 _STEP_RE = re.compile(r"^step_(\d{8,})$")
@@ -345,10 +345,59 @@ def _first_difference(saved: Any, given: Any, prefix: str = "") -> tuple[str, An
     return None if saved == given else (prefix or "arch", saved, given)
 
 
-def _load_model(step_dir: Path, model: nn.Module) -> None:
+def _model_file_tensors(step_dir: Path) -> dict[str, torch.Tensor]:
+    """The saved ``state_dict`` of a checkpoint, tied-weight aliases resolved."""
     tensors, metadata = _read_tensors(step_dir / "model.safetensors")
     for alias, source in json.loads(metadata.get("aliases", "{}")).items():
         tensors[alias] = tensors[source]
+    return tensors
+
+
+def read_trainer_state(path_or_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """``(step directory, trainer_state.json contents)`` of a run directory (its ``latest``) or a step directory;
+    the JSON only (step, epoch, arch, ...), no tensors are read. One-line :class:`InputError` when missing/corrupt."""
+    step_dir = resolve_checkpoint(path_or_dir)
+    return step_dir, _read_json(step_dir / "trainer_state.json")
+
+
+def load_model_subset(
+    path_or_dir: str | os.PathLike[str], *, model: nn.Module, keep: Callable[[str], bool]
+) -> dict[str, Any]:
+    """Copy into ``model`` the checkpoint's model tensors whose state-dict key passes ``keep``; the other tensors of
+    ``model`` keep their values. For initialising a new run from another one (a different head, say); nothing
+    else (optimizer, scheduler, RNG) is touched and nothing is unpickled.
+
+    Every kept key of ``model`` must be in the checkpoint with the same shape, else a one-line
+    :class:`InputError` names the first key that is missing or differs (and both shapes).
+
+    Returns:
+        ``{"path": step dir, "loaded": [keys copied], "skipped": [model keys not kept], "unused": [checkpoint keys
+        this model does not take (not kept, or absent from the model)]}``.
+    """
+    step_dir = resolve_checkpoint(path_or_dir)
+    tensors = _model_file_tensors(step_dir)
+    target = _unwrap(model)
+    expected = target.state_dict()
+    loaded = [k for k in expected if keep(k)]
+    for key in loaded:
+        if key not in tensors:
+            raise InputError(f"checkpoint {step_dir} has no tensor {key!r} that this model needs "
+                             f"(shape {list(expected[key].shape)})")
+        if tuple(tensors[key].shape) != tuple(expected[key].shape):
+            raise InputError(f"checkpoint {step_dir} has {key!r} of shape {list(tensors[key].shape)}, "
+                             f"this model has shape {list(expected[key].shape)}")
+    target.load_state_dict({k: tensors[k] for k in loaded}, strict=False)  # the others keep their values
+    chosen = set(loaded)
+    return {
+        "path": str(step_dir),
+        "loaded": loaded,
+        "skipped": [k for k in expected if k not in chosen],
+        "unused": [k for k in tensors if k not in chosen],
+    }
+
+
+def _load_model(step_dir: Path, model: nn.Module) -> None:
+    tensors = _model_file_tensors(step_dir)
     target = _unwrap(model)
     expected = target.state_dict()
     for key, value in expected.items():

@@ -43,6 +43,7 @@ def evaluate(
     root: Optional[Path] = typer.Option(None, "--root", help="Video folder (Kinetics/UCF101/HMDB51/ActivityNet, or relative manifest paths)."),
     classes: Optional[Path] = typer.Option(None, "--classes", help="Fixed vocabulary file."),
     split: int = typer.Option(1, "--split", help="UCF101/HMDB51 split number (the test list is used)."),
+    val_mode: str = typer.Option("segments", "--val-mode", help="ActivityNet validation: segments (the trimmed annotation windows) or videos (whole untrimmed videos with all their labels, scored multi-label; Text4Vis Table 2)."),
     protocol: str = typer.Option("full", "--protocol", help="full, half (half the classes x --trials, Text4Vis UCF*/HMDB*) or k600."),
     trials: int = typer.Option(10, "--trials"),
     seed: int = typer.Option(0, "--seed"),
@@ -62,9 +63,13 @@ def evaluate(
     openvocab evaluate ucfTrainTestlist --format ucf101 --root UCF-101 --model runs/k400 --protocol half
 
     or, one command per Table 4 row: openvocab evaluate --recipe configs/text4vis/table4_ucf101_half.yaml
+
+    The full protocol reports top-1, top-5, mean-class accuracy and mAP (ActivityNet's metric). Untrimmed
+    ActivityNet validation videos (Table 2): openvocab evaluate activity_net.v1-3.min.json --format activitynet
+    --root videos --val-mode videos --frames 16 --model runs/text4vis/table2_anet_vitl14_f16
     """
     setup_logging(False)
-    opts = {"data": data, "model": model, "format": data_format, "root": root, "classes": classes, "split": split, "protocol": protocol,
+    opts = {"data": data, "model": model, "format": data_format, "root": root, "classes": classes, "split": split, "val_mode": val_mode, "protocol": protocol,
             "trials": trials, "seed": seed, "split_files": split_files or [], "frames": frames, "sampler": sampler, "stride": stride,
             "views": views, "batch_size": batch_size, "workers": workers, "device": device}
     if recipe is not None:
@@ -82,8 +87,12 @@ def evaluate(
     from openvocab.train.config import DataConfig
     from openvocab.train.data_setup import read_split
 
-    where = DataConfig(format=opts["format"], train=str(opts["data"]), val=str(opts["data"]), root=str(opts["root"]) if opts["root"] else None, classes=str(opts["classes"]) if opts["classes"] else None, split=int(opts["split"]))
-    m = read_split(where, "val")  # UCF101/HMDB51: the split's test list; ActivityNet: validation
+    if opts["val_mode"] not in ("segments", "videos"):
+        raise InputError(f"--val-mode must be segments or videos, got '{opts['val_mode']}'")
+    if opts["val_mode"] == "videos" and opts["format"] != "activitynet":
+        raise InputError(f"--val-mode videos needs --format activitynet (got '{opts['format']}')")
+    where = DataConfig(format=opts["format"], train=str(opts["data"]), val=str(opts["data"]), val_mode=opts["val_mode"], root=str(opts["root"]) if opts["root"] else None, classes=str(opts["classes"]) if opts["classes"] else None, split=int(opts["split"]))
+    m = read_split(where, "val")  # UCF101/HMDB51: the split's test list; ActivityNet: validation (segments or videos)
     for problem in m.problems[:20]:
         print_error(f"warning: {problem}")
     m.require_nonempty()

@@ -38,6 +38,9 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     lda_samples_per_class: int = 60  # Text4Vis §4.3: 60 videos per class
     logit_scale: float | None = None  # temperature of the frozen classifier; default: the CLIP model's (100)
+    # a previous `openvocab train` run (or one of its step_* checkpoints) whose video side -- vision tower, temporal
+    # module, TokenT1D/T1D -- initialises this run before step 0 (not a resume: fresh optimiser, schedule, head)
+    init_from: str | None = None
 
 
 @dataclass
@@ -45,6 +48,7 @@ class DataConfig:
     format: str = "manifest"  # manifest | kinetics | ucf101 | hmdb51 | activitynet
     train: str = ""  # manifest / Kinetics CSV / split directory / ActivityNet JSON
     val: str | None = None
+    val_mode: str = "segments"  # activitynet val: segments (trimmed annotations) | videos (untrimmed, all labels)
     root: str | None = None  # video root (relative manifest paths, Kinetics, UCF, HMDB)
     classes: str | None = None  # fixed vocabulary file (one class a line)
     split: int = 1  # UCF101 / HMDB51 split number
@@ -218,6 +222,7 @@ _CHOICES = {
     ("model", "t1d_init"): ("shift", "identity"),
     ("data", "format"): ("manifest", "kinetics", "ucf101", "hmdb51", "activitynet"),
     ("data", "sampler"): ("uniform", "dense"),
+    ("data", "val_mode"): ("segments", "videos"),
     ("optim", "precision"): ("auto", "fp32", "bf16", "fp16"),
     ("optim", "loss"): ("ce", "infonce"),
 }
@@ -235,6 +240,8 @@ def validate(cfg: TrainConfig, *, where: str) -> TrainConfig:
             raise InputError(f"{where}: {section}.{key} must be >= 1")
     if cfg.optim.lr <= 0 or cfg.optim.min_lr < 0 or cfg.optim.min_lr > cfg.optim.lr:
         raise InputError(f"{where}: need 0 <= optim.min_lr <= optim.lr and optim.lr > 0")
+    if cfg.data.val_mode == "videos" and cfg.data.format != "activitynet":
+        raise InputError(f"{where}: data.val_mode=videos needs data.format=activitynet (got '{cfg.data.format}')")
     return cfg
 
 

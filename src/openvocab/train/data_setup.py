@@ -35,9 +35,12 @@ def read_split(data: DataConfig, which: str) -> Manifest:
         return read_ucf101(source, video_root=data.root, split=data.split, subset="train" if which == "train" else "test")
     if fmt == "hmdb51":
         return read_hmdb51(source, video_root=data.root, split=data.split, subset="train" if which == "train" else "test")
-    if fmt == "activitynet":  # the trimmed-segment protocol; both splits share the whole database's vocabulary
+    if fmt == "activitynet":  # both splits share the whole database's vocabulary
+        # training: the trimmed annotation segments; validation: the segments too, or (data.val_mode=videos, Text4Vis
+        # Table 2) the untrimmed videos, one record per video with all its distinct labels (multi-label when several)
         subset = "training" if which == "train" else "validation"
-        return read_activitynet(source, video_root=data.root, subset=subset, mode="segments", classes=data.classes)
+        mode = "videos" if which == "val" and data.val_mode == "videos" else "segments"
+        return read_activitynet(source, video_root=data.root, subset=subset, mode=mode, classes=data.classes)
     raise InputError(f"unknown data.format '{fmt}' (manifest, kinetics, ucf101, hmdb51, activitynet)")
 
 

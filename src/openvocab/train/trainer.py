@@ -9,6 +9,8 @@ One function, :func:`train`, runs a recipe (:class:`~openvocab.train.config.Trai
   checkpointing, bf16/fp16 autocast on CUDA;
 * DDP under ``torchrun`` (gloo on CPU, nccl on GPU) with a resumable distributed sampler;
 * checkpoints (safetensors + JSON, atomic) with exact resume: model, optimiser, scheduler, sampler position, RNG;
+* ``model.init_from``: the video side initialised from a previous run (e.g. Kinetics-400 -> ActivityNet, Table 2);
+* validation: top-1/top-5, mean-class accuracy and mAP (multi-label aware: untrimmed ActivityNet videos);
 * a JSONL metrics log and a progress bar.
 """
 
@@ -119,6 +121,48 @@ def build_model(cfg: TrainConfig, class_names: list[str], *, device: str, lda_da
     return model.to(device)
 
 
+# Architecture fields of the saved run that the new recipe must share for model.init_from (the video side's shape);
+# classes, classifier, frames (T-Trans positions cover up to 64), training switches and t1d_init may differ.
+_INIT_FROM_MUST_MATCH = ("model", "temporal", "temporal_layers", "token_t1d_blocks", "t1d_stages")
+# The text side of CLIP (it built this run's frozen classifier) and the head (this run's classes) are not loaded.
+_INIT_FROM_NOT_LOADED = ("head.", "backbone.clip.text_model.", "backbone.clip.text_projection", "backbone.clip.logit_scale")
+
+
+def init_from_run(model: VideoRecognizer, source: str | Path) -> dict:
+    """``model.init_from``: initialise the video side of ``model`` -- CLIP's vision tower and projection, the
+    temporal module, TokenT1D / CLIP-ResNet T1D -- from the latest checkpoint of a previous ``openvocab train`` run
+    (or from one of its ``step_*`` directories), e.g. Text4Vis' Kinetics-400 model before fine-tuning on
+    ActivityNet (Table 2). The head (classes differ) and CLIP's text side (it already built this run's frozen
+    classifier) stay as built. Not a resume: the caller starts optimiser, schedule and step from scratch.
+
+    The saved architecture must agree on :data:`_INIT_FROM_MUST_MATCH`; otherwise, or for a missing run, a shape
+    mismatch or a missing tensor: one-line :class:`InputError`. Returns what :func:`load_model_subset` returns.
+    """
+    from openvocab.train.checkpoint import load_model_subset, read_trainer_state
+
+    try:
+        step_dir, state = read_trainer_state(Path(source).expanduser())
+    except InputError as exc:
+        raise InputError(f"model.init_from: {exc}") from None
+    saved, mine = state.get("arch") or {}, model.spec.to_dict()
+    for key in _INIT_FROM_MUST_MATCH:
+        if key == "temporal_layers" and mine["temporal"] != "ttrans":
+            continue  # only T-Trans has layers
+        a, b = saved.get(key, [] if isinstance(mine[key], list) else None), mine[key]  # lists: absent in older runs
+        if a != b:
+            raise InputError(f"model.init_from: {step_dir} was trained with model.{key}={a!r}, this recipe has model.{key}={b!r}; they must match")
+    result = load_model_subset(step_dir, model=model, keep=lambda k: not k.startswith(_INIT_FROM_NOT_LOADED))
+    groups: dict[str, int] = {}
+    for key in result["loaded"]:
+        part = "vision tower" if key.startswith("backbone.") else key.split(".")[0]
+        groups[part] = groups.get(part, 0) + 1
+    head = sum(k.startswith("head.") for k in result["skipped"])
+    text = len(result["skipped"]) - head
+    log.info("initialised from %s (step %s): loaded %s; kept as built: head (%d tensors, this run's %d classes), CLIP text side (%d tensors)",
+             step_dir, state.get("step"), ", ".join(f"{name} ({n} tensors)" for name, n in groups.items()), head, model.num_classes, text)
+    return result
+
+
 def _clip_spec(cfg: TrainConfig, backbone: ClipBackbone) -> ImageSpec:
     spec = backbone.image_spec
     size = cfg.data.size or spec.size
@@ -179,8 +223,11 @@ def _loss(cfg: TrainConfig, train_model: torch.nn.Module, model: VideoRecognizer
 
 @torch.inference_mode()
 def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -> dict:
-    """Top-1 / top-5 / mean-class accuracy with per-view softmax averaged over views (Text4Vis multi-view)."""
-    from openvocab.eval.metrics import mean_class_accuracy, topk_accuracy
+    """Top-1 / top-5 / mean-class accuracy and mAP, on the per-view softmax averaged over views (Text4Vis
+    multi-view). With multi-hot targets (untrimmed videos with several labels) top-k is hit@k (any true label in
+    the top k) and mean-class accuracy, a single-label metric, is left out. ``map``: the mean over classes with a
+    positive video of each class's average precision (ActivityNet's metric, Text4Vis Table 2)."""
+    from openvocab.eval.metrics import mean_average_precision, mean_class_accuracy, topk_accuracy
 
     model.eval()
     scores, targets = [], []
@@ -193,10 +240,13 @@ def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -
         scores.append(logits.softmax(-1).mean(1).cpu())
         targets.append(batch["target"])
     if not scores:
-        return {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan"), "videos": 0}
+        return {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan"), "map": float("nan"), "videos": 0}
     s, t = torch.cat(scores), torch.cat(targets)
     acc = topk_accuracy(s, t, ks=(1, min(5, s.shape[1])))
-    return {"top1": acc[1], "top5": acc[min(5, s.shape[1])], "mean_class": mean_class_accuracy(s, t, num_classes=s.shape[1]), "videos": int(t.numel())}
+    result = {"top1": acc[1], "top5": acc[min(5, s.shape[1])]}
+    if t.ndim == 1:
+        result["mean_class"] = mean_class_accuracy(s, t, num_classes=s.shape[1])
+    return {**result, "map": mean_average_precision(s, t), "videos": int(t.shape[0])}
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -232,7 +282,12 @@ def train(cfg: TrainConfig) -> dict:
     # fp16 on CUDA needs loss scaling (bf16 and fp32 do not)
     scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda") and _precision(cfg, device) == "fp16")
     step, start_epoch = 0, 0
-    if cfg.run.resume and (out / "latest").is_file():
+    resuming = cfg.run.resume and (out / "latest").is_file()
+    if cfg.model.init_from and not resuming:  # once this run has its own checkpoint, the resume below wins
+        init_from_run(model, cfg.model.init_from)
+    elif cfg.model.init_from and dist.main:
+        log.info("model.init_from=%s not applied: resuming this run's own checkpoint", cfg.model.init_from)
+    if resuming:
         state = load_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, arch=arch)
         if scaler.is_enabled() and state.get("extra", {}).get("grad_scaler"):
             scaler.load_state_dict(state["extra"]["grad_scaler"])
@@ -320,7 +375,8 @@ def _build_loaders(cfg: TrainConfig, dist: DistInfo, model: VideoRecognizer, rec
     if val_m is not None:
         t, c = parse_views(d.views)
         val_spec = SamplerSpec(kind=d.sampler, frames=d.frames, stride=d.stride, temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
-        val_ds = VideoClipDataset(val_m.records, sampler=val_spec, clip=clip, train=False)
+        multi = any(len(r.labels) > 1 for r in val_m.records)  # untrimmed videos with several labels: multi-hot
+        val_ds = VideoClipDataset(val_m.records, sampler=val_spec, clip=clip, train=False, multi_label=multi, num_classes=len(val_m.classes))
         val_loader = DataLoader(val_ds, batch_size=d.batch_size, num_workers=d.workers, collate_fn=collate_skip_failed)
     return train_ds, sampler, loader, val_loader
 

@@ -42,8 +42,16 @@ def _assert_same(a: dict, b: dict) -> None:
     # float noise there into lr-sized steps, so it is no evidence either way
     trained = [k for k in a if k.startswith(("backbone.clip.vision_model", "backbone.clip.visual_projection")) and not k.endswith("k_proj.bias")]
     assert trained
+    # Adam also magnifies float noise wherever a gradient element is ~0 (seen once: 1 element of 196,608 off by 9e-5),
+    # so: every element within a fraction of one lr-sized step (lr 1e-3), and all but a handful within 2e-5 -- a
+    # wrong batch split or a missing all-reduce moves most elements by about lr
+    off = total = 0
     for k in trained:
-        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=2e-5, msg=lambda m, k=k: f"{k}: {m}")
+        diff = (a[k].float() - b[k].float()).abs()
+        assert diff.max() < 3e-4, f"{k}: max difference {diff.max():.2e}"
+        off += int((diff > 2e-5 + 2e-5 * b[k].float().abs()).sum())
+        total += diff.numel()
+    assert off <= max(3, total // 20000), f"{off} of {total} weights differ by more than 2e-5"
 
 
 def _free_port() -> int:

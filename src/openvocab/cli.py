@@ -212,7 +212,7 @@ def model_export(
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
     """Write the fine-tuned CLIP of a training run as a model directory that `openvocab classify --model DIR`,
-    `openvocab.load(DIR)` and transformers' CLIPModel.from_pretrained(DIR) load. Example:
+    `openvocab.load(DIR)` (and, for ViT towers, transformers' CLIPModel.from_pretrained(DIR)) load. Example:
 
     openvocab model export runs/k400_vitb16 ~/models/clip-b16-k400
     """
@@ -221,7 +221,7 @@ def model_export(
     from openvocab.models.create import save_model_dir
 
     model, cfg, _ = load_run(run)
-    if cfg.model.temporal != "tap" or cfg.model.token_t1d_blocks:
+    if cfg.model.temporal != "tap" or cfg.model.token_t1d_blocks or cfg.model.t1d_stages:
         print_error("warning: the exported CLIP scores frames and averages them (TAP); the run's temporal module is not part of it")
     path = save_model_dir(model.backbone, directory, overwrite=overwrite, note=f"fine-tuned by openvocab train ({run})")
     print(f"wrote the fine-tuned CLIP of {run} to {path}")

@@ -69,8 +69,13 @@ class VideoClassifier:
         self.prompts = prompts or prompt_set("ensemble")
         self.frame_batch_size = frame_batch_size
         self.last_encoded_labels = 0
+        self.pool = None  # TAP (scoring's default); a trained run's temporal module in RunClassifier
         if backbone.random_weights:
             log.warning("%s has RANDOM weights (an architecture-exact test model): its scores are meaningless", backbone.source)
+
+    @property
+    def logit_scale(self) -> float:
+        return self.backbone.logit_scale
 
     # ------------------------------------------------------------------ labels
     def _encode_labels(self, labels: list[str]) -> torch.Tensor:
@@ -156,7 +161,7 @@ class VideoClassifier:
         for w in warnings:
             log.warning(w)
         label_emb = self.label_embeddings(label_list)
-        scale = self.backbone.logit_scale
+        scale = self.logit_scale
         n_segments = segments if segments is not None else frames
         if n_segments < 0:
             raise InputError(f"--segments must be >= 0, got {n_segments}")
@@ -184,7 +189,7 @@ class VideoClassifier:
         return results[0] if single else results
 
     def _score(self, emb: VideoEmbedding, name: str, labels: list[str], label_emb: torch.Tensor, *, scale: float, spec: SamplerSpec, views: str, top_k: int, multi_label: bool, threshold: float, n_segments: int) -> ClipResult:
-        probs = score_views(emb.frames, label_emb, logit_scale=scale, multi_label=multi_label)
+        probs = score_views(emb.frames, label_emb, logit_scale=scale, multi_label=multi_label, pool=self.pool)
         k = min(top_k, len(labels))
         ranked = _ranked(probs, labels, k)
         if multi_label:
@@ -198,7 +203,7 @@ class VideoClassifier:
             frame_emb = emb.frames.mean(dim=0).reshape(-1, emb.frames.shape[-1])  # crops averaged: (V*T, D)
             times = emb.times_s.reshape(-1).float()
             bounds = torch.linspace(0.0, duration, n_segments + 1)
-            seg_probs, kept = score_segments(frame_emb, times, label_emb, boundaries=bounds, logit_scale=scale, multi_label=multi_label)
+            seg_probs, kept = score_segments(frame_emb, times, label_emb, boundaries=bounds, logit_scale=scale, multi_label=multi_label, pool=self.pool)
             for row, s in zip(seg_probs, kept.tolist()):
                 segs.append(SegmentResult(start_s=float(bounds[s]), end_s=float(bounds[s + 1]), labels=_ranked(row, labels, k)))
         return ClipResult(
@@ -208,19 +213,121 @@ class VideoClassifier:
         )
 
 
+class RunClassifier(VideoClassifier):
+    """A :class:`VideoClassifier` over a trained ``openvocab train`` run: the run's whole video side.
+
+    * frame features: ``recognizer.frame_features`` on whole views ``(views, T, 3, S, S)`` (chunked by views), so
+      in-backbone temporal modules (TokenT1D for ViT, T1D for CLIP-ResNet) see the frames of one video together;
+    * pooling (:attr:`pool`, handed to :mod:`openvocab.scoring`): the run's temporal module (TAP or T-Trans), then
+      the head's ``projection`` when it has one (the ``sentence`` classifier's visual projection); the timeline
+      pools each segment's crop-averaged frame features, in time order, the same way;
+    * label embeddings, in the classifier's space (as :func:`openvocab.eval.run.class_embeddings`): ``text`` -- the
+      run's CLIP text tower with its prompt set (cached in the label bank, keyed by the text tower's fingerprint);
+      ``sentence`` -- the run's sentence encoder; the frozen closed-set heads (``normal``, ``orthogonal``, ``lda``)
+      -- only the run's own class names, their rows of ``head.weight``. ``linear`` heads are refused by :func:`load`;
+    * scale: the head's ``logit_scale``.
+
+    With ``views="1x1"`` the clip scores equal ``softmax(recognizer(pixels))`` of the run's evaluation pipeline.
+    """
+
+    CLOSED_SET = ("normal", "orthogonal", "lda")
+
+    def __init__(self, *, recognizer, cfg, class_names: Sequence[str], run_dir: str | Path, label_bank: LabelBank | None = None, prompts: PromptSet | None = None, frame_batch_size: int = 64) -> None:
+        self.recognizer = recognizer.eval()
+        self.cfg = cfg
+        self.class_names = list(class_names)
+        self.run_dir = str(run_dir)
+        self.kind = cfg.model.classifier
+        if self.kind not in {"text", "sentence", *self.CLOSED_SET}:
+            raise InputError(f"a '{self.kind}' classifier head cannot score labels by name (it has no frozen class embeddings); train with classifier text, sentence, normal, orthogonal or lda", path=run_dir)
+        super().__init__(backbone=recognizer.backbone, label_bank=label_bank if self.kind == "text" else None, prompts=prompts, frame_batch_size=frame_batch_size)
+        self.pool = self._pool
+        self._sentence_cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.recognizer.head.logit_scale)
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.recognizer.parameters()).device
+
+    # ------------------------------------------------------------------ labels
+    def label_embeddings(self, labels: Sequence[str]) -> torch.Tensor:
+        labels = list(labels)
+        if self.kind == "text":
+            return super().label_embeddings(labels)
+        if self.kind == "sentence":
+            from openvocab.models.heads import sentence_weights
+
+            missing = [lab for lab in dict.fromkeys(labels) if lab not in self._sentence_cache]
+            if missing:
+                for lab, row in zip(missing, sentence_weights(self.cfg.model.sentence_encoder, missing).float().cpu()):
+                    self._sentence_cache[lab] = row
+            self.last_encoded_labels = len(missing)
+            return torch.stack([self._sentence_cache[lab] for lab in labels]) if labels else torch.empty(0, 0)
+        index = {name: i for i, name in enumerate(self.class_names)}
+        folded = {name.casefold(): i for i, name in enumerate(self.class_names)}
+        rows = []
+        for lab in labels:
+            i = index.get(lab, folded.get(lab.casefold()))
+            if i is None:
+                shown = ", ".join(self.class_names[:10]) + (" ..." if len(self.class_names) > 10 else "")
+                raise InputError(f"label '{lab}' is not one of the {len(self.class_names)} classes of this closed-set '{self.kind}' classifier ({shown})", path=self.run_dir)
+            rows.append(i)
+        self.last_encoded_labels = 0
+        return self.recognizer.head.weight.detach().float().cpu()[rows]
+
+    # ------------------------------------------------------------------ video
+    @torch.inference_mode()
+    def _embed_decoded(self, decoded: DecodedFrames, indices: np.ndarray, info: VideoInfo, sampler: SamplerSpec) -> VideoEmbedding:
+        spec = self.backbone.image_spec
+        pixels = preprocess_frames(decoded.frames, size=spec.size, crops=sampler.spatial_crops, mean=spec.mean, std=spec.std, resize_short_side=spec.resize_short_side)
+        t = indices.shape[-1]
+        views = pixels.reshape(-1, t, *pixels.shape[2:])  # (C*V, T, 3, S, S): one whole view per row
+        step = max(1, self.frame_batch_size // t)
+        device = self._device
+        chunks = [self.recognizer.frame_features(views[i : i + step].to(device)).float().cpu() for i in range(0, views.shape[0], step)]
+        emb = torch.cat(chunks).reshape(sampler.spatial_crops, *indices.shape, -1)
+        times = torch.as_tensor(decoded.timestamps_s, dtype=torch.float64).reshape(indices.shape)
+        return VideoEmbedding(frames=emb, times_s=times, info=info)
+
+    @torch.inference_mode()
+    def _pool(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(..., T, D) -> (..., D')``: the run's temporal module, then the head's projection (if any)."""
+        t, d = frames.shape[-2:]
+        limit = getattr(self.recognizer.temporal, "max_frames", None)
+        if limit is not None and t > limit:
+            raise InputError(f"the run's temporal transformer pools at most {limit} frames at once, got {t} (use fewer --frames, or more --segments)", path=self.run_dir)
+        x = frames.reshape(-1, t, d).to(self._device).float()
+        video = self.recognizer.temporal(x)
+        projection = getattr(self.recognizer.head, "projection", None)
+        if projection is not None:
+            video = projection(video)
+        return video.float().cpu().reshape(*frames.shape[:-2], video.shape[-1])
+
+
 def _ranked(probs: torch.Tensor, labels: list[str], k: int) -> list[LabelScore]:
     values, order = probs.topk(k)
     return [LabelScore(label=labels[j], score=float(v)) for v, j in zip(values.tolist(), order.tolist())]
 
 
-def load(model: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None, label_bank: str | Path | bool | None = True, prompts: str = "ensemble", template: str | None = None) -> VideoClassifier:
-    """Load a classifier: ``openvocab.load("openai/clip-vit-base-patch32")`` or a local model directory.
+def is_run_dir(model: str | Path) -> bool:
+    """Whether ``model`` names an ``openvocab train`` run directory (``config.yaml`` and a ``latest`` checkpoint)."""
+    p = Path(model).expanduser()
+    return p.is_dir() and (p / "config.yaml").is_file() and (p / "latest").is_file()
+
+
+def load(model: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None, label_bank: str | Path | bool | None = True, prompts: str | None = None, template: str | None = None) -> VideoClassifier:
+    """Load a classifier: ``openvocab.load("openai/clip-vit-base-patch32")``, a local model directory, or a
+    training run directory of ``openvocab train`` (``config.yaml`` + checkpoints; see :class:`RunClassifier`:
+    the run's temporal modules, classifier space and scale are used).
 
     ``label_bank``: ``True`` (default) uses the persistent bank at :meth:`LabelBank.default_path`, a path uses
     that file, ``False``/``None`` disables caching. ``prompts``: ``"ensemble"`` (CLIP's 28 Kinetics templates),
-    ``"single"`` (one ``template``), ``"classname"``, or a path to a templates file.
+    ``"single"`` (one ``template``), ``"classname"``, or a path to a templates file; ``None`` (default) means
+    ``"ensemble"`` for a CLIP model and the run's own prompt set (``model.prompts`` / ``model.template``) for a run.
     """
-    backbone = ClipBackbone.from_pretrained(model, device=device, dtype=dtype)
     bank: LabelBank | None
     if label_bank is True:
         bank = LabelBank(LabelBank.default_path())
@@ -228,10 +335,38 @@ def load(model: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = 
         bank = None
     else:
         bank = LabelBank(label_bank)  # type: ignore[arg-type]
+    if is_run_dir(model):
+        return _load_run(model, device=device, dtype=dtype, bank=bank, prompts=prompts, template=template)
+    p = Path(model).expanduser()
+    if p.is_dir() and (p / "config.yaml").is_file() and not (p / "config.json").is_file():
+        raise InputError("looks like a training run directory but has no checkpoint yet (no 'latest' file)", path=p)
+    backbone = ClipBackbone.from_pretrained(model, device=device, dtype=dtype)
+    return VideoClassifier(backbone=backbone, label_bank=bank, prompts=_prompt_set(prompts or "ensemble", template))
+
+
+def _prompt_set(prompts: str, template: str | None) -> PromptSet:
     if prompts in {"ensemble", "single", "classname"}:
         pset = prompt_set(prompts, template=template)  # type: ignore[arg-type]
     else:
         from openvocab.text.prompts import load_templates_file
 
         pset = load_templates_file(prompts)
-    return VideoClassifier(backbone=backbone, label_bank=bank, prompts=pset)
+    return pset
+
+
+def _load_run(run: str | Path, *, device: str, dtype: torch.dtype | None, bank: LabelBank | None, prompts: str | None, template: str | None) -> RunClassifier:
+    from openvocab.eval.run import load_run
+    from openvocab.train.config import load_config
+
+    run_dir = Path(run).expanduser()
+    cfg = load_config(run_dir / "config.yaml")
+    if cfg.model.classifier == "linear":  # refuse before building the model
+        raise InputError("a 'linear' classifier head cannot score labels by name (it has no frozen class embeddings); train with classifier text, sentence, normal, orthogonal or lda", path=run_dir)
+    if dtype is not None and dtype != torch.float32:
+        log.warning("%s: a training run is loaded in float32 (dtype %s ignored)", run_dir, dtype)
+    recognizer, cfg, class_names = load_run(run_dir, device=device)
+    if prompts is None:
+        prompts, template = cfg.model.prompts, cfg.model.template
+    elif cfg.model.classifier != "text":
+        log.warning("%s: --prompts is used only by a 'text' classifier; this run's is '%s'", run_dir, cfg.model.classifier)
+    return RunClassifier(recognizer=recognizer, cfg=cfg, class_names=class_names, run_dir=run_dir, label_bank=bank, prompts=_prompt_set(prompts, template))

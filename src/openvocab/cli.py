@@ -61,7 +61,7 @@ def classify(
     paths: List[str] = typer.Argument(..., help="Video files, folders (searched recursively), frame folders or glob patterns."),
     labels: Optional[str] = typer.Option(None, "--labels", "-l", help="Comma-separated labels, e.g. 'playing guitar, yoga, dog barking'."),
     labels_file: Optional[Path] = typer.Option(None, "--labels-file", "-L", help="Labels file: one per line (or .csv with a 'label' column, or a .json list)."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=MODEL_HELP),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=MODEL_HELP + " Or a training run directory of `openvocab train` (config.yaml + checkpoints): its temporal modules and classifier are used."),
     frames: int = typer.Option(8, "--frames", "-f", help="Frames per view."),
     sampler: str = typer.Option("uniform", "--sampler", help="'uniform' (TSN segments over the whole video) or 'dense' (consecutive frames at --stride)."),
     stride: int = typer.Option(4, "--stride", help="Frame stride of the dense sampler (MOV: 16 frames, stride 4)."),
@@ -74,7 +74,7 @@ def classify(
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file (atomically) instead of stdout."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps ..."),
-    prompts: str = typer.Option("ensemble", "--prompts", help=PROMPTS_HELP),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help=PROMPTS_HELP + " Default: 'ensemble'; for a training run, the run's own."),
     template: Optional[str] = typer.Option(None, "--template", help="The template of --prompts single, with one {} for the label."),
     label_bank: Optional[Path] = typer.Option(None, "--label-bank", help="Label bank file (default: ~/.cache/openvocab/label_bank.sqlite)."),
     no_label_bank: bool = typer.Option(False, "--no-label-bank", help="Do not cache label embeddings."),
@@ -83,6 +83,8 @@ def classify(
     """Rank LABELS for each video. Example:
 
     openvocab classify clips/ --labels 'playing guitar, yoga, dog barking' --model /models/clip-vit-b-32 --views 4x3 --format json
+
+    openvocab classify clip.mp4 --labels 'red circle, blue square' --model runs/synth_tiny
     """
     setup_logging(quiet)
     if fmt not in {"table", "json", "csv"}:

@@ -12,7 +12,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+#: A temporal pooling: ``(..., T, D) -> (..., D)`` (TAP, or a trained run's temporal module + projection).
+Pool = Callable[[torch.Tensor], torch.Tensor]
 
 DEFAULT_MULTI_LABEL_COSINE_OFFSET = 0.25
 
@@ -49,29 +54,41 @@ def label_probabilities(logits: torch.Tensor, *, multi_label: bool = False, bias
     return torch.sigmoid(logits - bias)
 
 
-def score_views(view_frame_embeddings: torch.Tensor, label_embeddings: torch.Tensor, *, logit_scale: float, multi_label: bool = False, bias: float | None = None) -> torch.Tensor:
+def score_views(view_frame_embeddings: torch.Tensor, label_embeddings: torch.Tensor, *, logit_scale: float, multi_label: bool = False, bias: float | None = None, pool: Pool | None = None) -> torch.Tensor:
     """Clip-level scores from per-view frame embeddings.
 
-    ``view_frame_embeddings``: ``(crops, temporal_views, T, D)``. Each view is pooled with TAP, scored, turned into
-    probabilities, and the probabilities are averaged over all ``crops × temporal_views`` views. Returns ``(L,)``.
+    ``view_frame_embeddings``: ``(crops, temporal_views, T, D)``. Each view is pooled (``pool``, default TAP),
+    scored, turned into probabilities, and the probabilities are averaged over all ``crops × temporal_views`` views.
+    ``pool`` maps ``(..., T, D) -> (..., D)`` (a trained run's temporal module, see
+    :mod:`openvocab.classifier`); its output may live in another width than the frames (a head's projection).
+    Returns ``(L,)``.
     """
-    clip_embeddings = temporal_average(view_frame_embeddings, dim=-2)  # (C, V, D)
+    clip_embeddings = temporal_average(view_frame_embeddings, dim=-2) if pool is None else pool(view_frame_embeddings)  # (C, V, D)
     logits = similarity_logits(clip_embeddings, label_embeddings, logit_scale=logit_scale)
     probs = label_probabilities(logits, multi_label=multi_label, bias=bias, logit_scale=logit_scale)
     return probs.reshape(-1, probs.shape[-1]).mean(dim=0)
 
 
-def score_segments(frame_embeddings: torch.Tensor, frame_times: torch.Tensor, label_embeddings: torch.Tensor, *, boundaries: torch.Tensor, logit_scale: float, multi_label: bool = False, bias: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def score_segments(frame_embeddings: torch.Tensor, frame_times: torch.Tensor, label_embeddings: torch.Tensor, *, boundaries: torch.Tensor, logit_scale: float, multi_label: bool = False, bias: float | None = None, pool: Pool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-segment scores: a timeline of which label where.
 
     ``frame_embeddings`` ``(F, D)`` with presentation times ``frame_times`` ``(F,)``; ``boundaries`` ``(K+1,)``
     ascending seconds. Segment ``k`` pools (TAP) the frames with ``boundaries[k] <= t < boundaries[k+1]`` (the last
     segment includes its end). Returns ``(scores (K', L), kept segment indices (K',))`` -- segments that received
-    no sampled frame are left out.
+    no sampled frame are left out. With ``pool`` (``(..., T, D) -> (..., D)``, e.g. a T-Trans) each segment's
+    frames are put in time order and pooled by it, one segment per call.
     """
     k = boundaries.numel() - 1
     seg = torch.bucketize(frame_times.contiguous(), boundaries[1:-1].contiguous(), right=True).clamp_(0, k - 1)
     kept = torch.unique(seg)
-    pooled = torch.stack([temporal_average(frame_embeddings[seg == s], dim=0) for s in kept.tolist()]) if kept.numel() else frame_embeddings[:0]
+    if pool is None:
+        pooled = torch.stack([temporal_average(frame_embeddings[seg == s], dim=0) for s in kept.tolist()]) if kept.numel() else frame_embeddings[:0]
+    else:
+        rows = []
+        for s in kept.tolist():
+            idx = torch.nonzero(seg == s).flatten()
+            idx = idx[torch.argsort(frame_times[idx], stable=True)]
+            rows.append(pool(frame_embeddings[idx]))
+        pooled = torch.stack(rows) if rows else label_embeddings.new_zeros(0, label_embeddings.shape[-1])
     logits = similarity_logits(pooled, label_embeddings, logit_scale=logit_scale)
     return label_probabilities(logits, multi_label=multi_label, bias=bias, logit_scale=logit_scale), kept

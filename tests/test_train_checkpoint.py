@@ -213,3 +213,32 @@ def test_tied_weights_round_trip(tmp_path):
     load_checkpoint(tmp_path, model=other)
     assert torch.equal(other.embed.weight, model.embed.weight)
     assert other.head.weight is other.embed.weight
+
+
+def test_omitted_frozen_tensors_are_checked_not_stored(tmp_path):
+    from safetensors.torch import load_file
+
+    from openvocab.train.checkpoint import load_model_subset
+
+    model, *_ = _parts(0)  # "0.*" plays the frozen pretrained part: a fresh _parts(0) rebuilds it identically
+    with torch.no_grad():
+        model[4].weight.add_(1.0)  # the trained part moved away from its initialisation
+    step_dir = save_checkpoint(tmp_path, model=model, step=1, epoch=0, arch=ARCH, omit={"0.weight", "0.bias"})
+    stored = load_file(str(step_dir / "model.safetensors"))
+    assert "0.weight" not in stored and "0.bias" not in stored and "4.weight" in stored
+
+    again, *_ = _parts(0)
+    load_checkpoint(tmp_path, model=again)
+    for key, value in model.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+
+    other, *_ = _parts(1)  # other "pretrained" weights: refused in one line, naming the tensor
+    with pytest.raises(InputError) as info:
+        load_checkpoint(tmp_path, model=other)
+    assert "\n" not in str(info.value) and "frozen tensor '0.weight'" in str(info.value)
+    with pytest.raises(InputError, match="frozen tensor '0.weight'"):
+        load_model_subset(tmp_path, model=other, keep=lambda k: True)
+    fresh, *_ = _parts(0)
+    result = load_model_subset(tmp_path, model=fresh, keep=lambda k: k.startswith(("0.", "4.")))
+    assert set(result["loaded"]) == {"0.weight", "0.bias", "4.weight", "4.bias"}
+    assert torch.equal(fresh[4].weight, model[4].weight)

@@ -49,6 +49,8 @@ def test_t1d_trains_checkpoints_and_resumes(colours, tmp_path):
     out = tmp_path / "t1d"
     train(_cfg(colours, out, **{"model.t1d_stages": "[4, 5]", "optim.epochs": 1}))
     first = _checkpoint(out)
+    assert not any(k.startswith("backbone.clip.text_model.") for k in first), "the frozen text tower is not stored"
+    assert any(k.startswith("backbone.clip.vision_model.") for k in first)
     convs = sorted(k for k in first if k.startswith("t1d.convs."))
     assert {k.split(".")[2].split("_")[0] for k in convs} == {"res4", "res5"}
     kernel = first["t1d.convs.res4_0.weight"]  # (C, 1, 3), initialised as a temporal shift

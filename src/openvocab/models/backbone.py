@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from openvocab.digest import update_digest
 from openvocab.errors import ModelLoadError
 from openvocab.io.transforms import CLIP_MEAN, CLIP_STD, ImageSpec
 
@@ -213,12 +214,7 @@ class ClipBackbone(nn.Module):
             for name, tensor in sorted(self.clip.state_dict().items()):
                 if not (name.startswith("text_model.") or name.startswith("text_projection") or name == "logit_scale"):
                     continue
-                flat = tensor.detach().reshape(-1)
-                step = max(1, flat.numel() // 4096)
-                sample = flat[::step][:4096].to(device="cpu", dtype=torch.float32).contiguous()
-                h.update(name.encode())
-                h.update(str(tuple(tensor.shape)).encode())
-                h.update(sample.numpy().tobytes())
+                update_digest(h, name, tensor)
             self._fingerprint = h.hexdigest()[:24]
         return self._fingerprint
 

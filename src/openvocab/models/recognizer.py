@@ -117,6 +117,12 @@ class VideoRecognizer(nn.Module):
             return video
         return video, self.backbone.encode_text(text["input_ids"], text.get("attention_mask"))
 
+    def frozen_pretrained_keys(self) -> set[str]:
+        """State-dict keys of the CLIP parameters this recogniser never trains (the text tower and logit scale,
+        unless the text side is online; the vision tower too when ``train_backbone`` is off). Building the same
+        spec loads them again from ``spec.model``, so checkpoints need not store them (buffers are always stored)."""
+        return {f"backbone.clip.{n}" for n, p in self.backbone.clip.named_parameters() if not p.requires_grad}
+
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 

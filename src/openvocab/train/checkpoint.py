@@ -7,7 +7,8 @@ Layout of a run directory::
       step_00000100/
       step_00000200/
       step_00000300/
-        model.safetensors     model.state_dict() (shared tensors stored once, aliases in the metadata)
+        model.safetensors     model.state_dict() (shared tensors stored once, aliases in the metadata), except the
+                              tensors named by ``omit`` (frozen pretrained weights): only their digests are kept
         optimizer.safetensors optimizer tensors, keys "state.<param_idx>.<name>" (e.g. "state.0.exp_avg")
         optimizer.json        the rest of the optimizer state_dict: param_groups, non-tensor state values
         trainer_state.json    step, epoch, arch, scheduler / sampler state, extra, RNG states (base64)
@@ -32,7 +33,7 @@ import random
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from openvocab.atomic import atomic_path, atomic_write
+from openvocab.digest import tensor_digest
 from openvocab.errors import InputError
 
 __all__ = ["list_checkpoints", "load_checkpoint", "load_model_subset", "read_trainer_state", "resolve_checkpoint", "save_checkpoint"]
@@ -151,14 +153,19 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def _model_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``state_dict`` split into unique tensors and ``alias -> stored name`` for tied weights (same view)."""
+def _model_tensors(model: nn.Module, omit: Collection[str] = ()) -> tuple[dict[str, torch.Tensor], dict[str, str], dict[str, str]]:
+    """``state_dict`` split into unique tensors, ``alias -> stored name`` for tied weights (same view), and
+    ``name -> digest`` of the entries in ``omit`` (not stored)."""
     tensors: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
+    omitted: dict[str, str] = {}
     seen: dict[tuple, str] = {}
     storages: set[int] = set()
     for name, tensor in _unwrap(model).state_dict().items():
         tensor = tensor.detach()
+        if name in omit:
+            omitted[name] = tensor_digest(name, tensor)
+            continue
         view = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(),
                 tensor.dtype, tensor.device)
         if view in seen and tensor.numel() > 0:
@@ -170,7 +177,7 @@ def _model_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str,
         storages.add(ptr)
         # safetensors refuses overlapping storages: an independent copy for views of an already stored storage
         tensors[name] = (tensor.clone() if shared else tensor).cpu().contiguous()
-    return tensors, aliases
+    return tensors, aliases, omitted
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -220,6 +227,7 @@ def save_checkpoint(
     extra: Mapping[str, Any] | None = None,
     rng: bool = True,
     keep_last: int | None = 3,
+    omit: Collection[str] = (),
 ) -> Path:
     """Write ``directory/step_{step:08d}`` atomically, point ``directory/latest`` at it and prune old ones.
 
@@ -235,6 +243,9 @@ def save_checkpoint(
         rng: also save the python ``random``, numpy, torch CPU (and CUDA) RNG states.
         keep_last: keep this many newest ``step_*`` directories (``None``: keep all); older ones are deleted only
             after the new checkpoint and ``latest`` are in place.
+        omit: state-dict keys NOT to store -- tensors the loader's model already holds, e.g. a frozen pretrained
+            text tower that ``model.model`` loads again (a third of a ViT-B/16 checkpoint). Their digests are stored
+            instead, and loading checks that the model's values still match them.
 
     Returns:
         The checkpoint directory.
@@ -249,9 +260,9 @@ def save_checkpoint(
     final = directory / name
     tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{int(step):08d}-", dir=directory))
     try:
-        tensors, aliases = _model_tensors(model)
+        tensors, aliases, omitted = _model_tensors(model, set(omit))
         _write_tensors(tmp / "model.safetensors", tensors,
-                       {"format": "openvocab-checkpoint", "aliases": json.dumps(aliases)})
+                       {"format": "openvocab-checkpoint", "aliases": json.dumps(aliases), "omitted": json.dumps(omitted)})
         if optimizer is not None:
             opt_tensors: dict[str, torch.Tensor] = {}  # keys "state.<param_idx>.<name>"
             opt_json = {k: _encode(v, k, opt_tensors) for k, v in optimizer.state_dict().items()}
@@ -345,12 +356,19 @@ def _first_difference(saved: Any, given: Any, prefix: str = "") -> tuple[str, An
     return None if saved == given else (prefix or "arch", saved, given)
 
 
-def _model_file_tensors(step_dir: Path) -> dict[str, torch.Tensor]:
-    """The saved ``state_dict`` of a checkpoint, tied-weight aliases resolved."""
+def _model_file_tensors(step_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The saved ``state_dict`` of a checkpoint, tied-weight aliases resolved, and the digests of omitted entries."""
     tensors, metadata = _read_tensors(step_dir / "model.safetensors")
     for alias, source in json.loads(metadata.get("aliases", "{}")).items():
         tensors[alias] = tensors[source]
-    return tensors
+    return tensors, json.loads(metadata.get("omitted", "{}"))
+
+
+def _check_omitted(step_dir: Path, key: str, digest: str, value: torch.Tensor) -> None:
+    """An entry the checkpoint left out must still hold the value it was trained with (same pretrained weights)."""
+    if tensor_digest(key, value) != digest:
+        raise InputError(f"checkpoint {step_dir} did not store the frozen tensor {key!r} and this model's differs from "
+                         f"the one it was trained with (model.model must load the same pretrained weights)")
 
 
 def read_trainer_state(path_or_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
@@ -375,10 +393,13 @@ def load_model_subset(
         this model does not take (not kept, or absent from the model)]}``.
     """
     step_dir = resolve_checkpoint(path_or_dir)
-    tensors = _model_file_tensors(step_dir)
+    tensors, omitted = _model_file_tensors(step_dir)
     target = _unwrap(model)
     expected = target.state_dict()
-    loaded = [k for k in expected if keep(k)]
+    verified = [k for k in expected if keep(k) and k in omitted and k not in tensors]
+    for key in verified:  # frozen pretrained tensors the checkpoint left out: the model must hold the same values
+        _check_omitted(step_dir, key, omitted[key], expected[key])
+    loaded = [k for k in expected if keep(k) and k not in verified]
     for key in loaded:
         if key not in tensors:
             raise InputError(f"checkpoint {step_dir} has no tensor {key!r} that this model needs "
@@ -387,6 +408,7 @@ def load_model_subset(
             raise InputError(f"checkpoint {step_dir} has {key!r} of shape {list(tensors[key].shape)}, "
                              f"this model has shape {list(expected[key].shape)}")
     target.load_state_dict({k: tensors[k] for k in loaded}, strict=False)  # the others keep their values
+    loaded += verified
     chosen = set(loaded)
     return {
         "path": str(step_dir),
@@ -397,10 +419,13 @@ def load_model_subset(
 
 
 def _load_model(step_dir: Path, model: nn.Module) -> None:
-    tensors = _model_file_tensors(step_dir)
+    tensors, omitted = _model_file_tensors(step_dir)
     target = _unwrap(model)
     expected = target.state_dict()
     for key, value in expected.items():
+        if key in omitted and key not in tensors:
+            _check_omitted(step_dir, key, omitted[key], value)
+            continue
         if key not in tensors:
             raise InputError(f"checkpoint {step_dir} has no tensor {key!r} that this model needs "
                              f"(shape {list(value.shape)})")
@@ -411,7 +436,10 @@ def _load_model(step_dir: Path, model: nn.Module) -> None:
         if key not in expected:
             raise InputError(f"checkpoint {step_dir} has tensor {key!r} (shape {list(value.shape)}) "
                              f"that this model does not have")
-    target.load_state_dict({k: tensors[k] for k in expected}, strict=True)
+    for key in omitted:
+        if key not in expected:
+            raise InputError(f"checkpoint {step_dir} was trained with a tensor {key!r} that this model does not have")
+    target.load_state_dict({k: tensors[k] for k in expected if k in tensors}, strict=False)
 
 
 _PARAM_SHAPED = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer", "square_avg", "acc_delta", "sum"}

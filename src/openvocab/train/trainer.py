@@ -298,6 +298,7 @@ def train(cfg: TrainConfig) -> dict:
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
+    frozen = model.frozen_pretrained_keys()  # not stored in checkpoints: model.model loads them again
     train_model: torch.nn.Module = model
     if dist.world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if device.startswith("cuda") else None)
@@ -342,7 +343,7 @@ def train(cfg: TrainConfig) -> dict:
                 progress(step, row["loss"])
             last_of_epoch = micro >= batches_per_epoch
             if dist.main and ((cfg.run.save_every_steps and step % cfg.run.save_every_steps == 0) or (not cfg.run.save_every_steps and last_of_epoch) or step >= total_steps):
-                save_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, step=step, epoch=epoch + (1 if last_of_epoch else 0), arch=arch, keep_last=cfg.run.keep_last, extra={"class_names": class_names, **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
+                save_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, step=step, epoch=epoch + (1 if last_of_epoch else 0), arch=arch, keep_last=cfg.run.keep_last, omit=frozen, extra={"class_names": class_names, **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
             if step >= total_steps:
                 break
         if texts is not None:  # the text tower moved: the classifier used for evaluation follows it

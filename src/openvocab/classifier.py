@@ -112,11 +112,16 @@ class VideoClassifier:
     def _embed_decoded(self, decoded: DecodedFrames, indices: np.ndarray, info: VideoInfo, sampler: SamplerSpec) -> VideoEmbedding:
         spec = self.backbone.image_spec
         pixels = preprocess_frames(decoded.frames, size=spec.size, crops=sampler.spatial_crops, mean=spec.mean, std=spec.std, resize_short_side=spec.resize_short_side)
-        flat = pixels.reshape(-1, *pixels.shape[2:])  # (C*V*T, 3, S, S)
-        chunks = [self.backbone.encode_frames(flat[i : i + self.frame_batch_size]).float().cpu() for i in range(0, flat.shape[0], self.frame_batch_size)]
-        emb = torch.cat(chunks).reshape(sampler.spatial_crops, *indices.shape, -1)
+        emb = self._frame_features(pixels.reshape(-1, indices.shape[-1], *pixels.shape[2:]))  # (C*V, T, D)
+        emb = emb.reshape(sampler.spatial_crops, *indices.shape, -1)
         times = torch.as_tensor(decoded.timestamps_s, dtype=torch.float64).reshape(indices.shape)
         return VideoEmbedding(frames=emb, times_s=times, info=info)
+
+    def _frame_features(self, views: torch.Tensor) -> torch.Tensor:
+        """``(views, T, 3, S, S) -> (views, T, D)`` float32 CPU CLIP frame embeddings, in batches of frames."""
+        flat = views.reshape(-1, *views.shape[2:])
+        chunks = [self.backbone.encode_frames(flat[i : i + self.frame_batch_size]).float().cpu() for i in range(0, flat.shape[0], self.frame_batch_size)]
+        return torch.cat(chunks).reshape(*views.shape[:2], -1)
 
     def embed_video(self, video: VideoInput, *, sampler: SamplerSpec | None = None, fps: float = 25.0) -> VideoEmbedding:
         """Decode, sample, preprocess and encode one video (a path or an ``(N, H, W, 3)`` uint8 array)."""
@@ -239,7 +244,7 @@ class RunClassifier(VideoClassifier):
         self.run_dir = str(run_dir)
         self.kind = cfg.model.classifier
         if self.kind not in {"text", "sentence", *self.CLOSED_SET}:
-            raise InputError(f"a '{self.kind}' classifier head cannot score labels by name (it has no frozen class embeddings); train with classifier text, sentence, normal, orthogonal or lda", path=run_dir)
+            raise _unscorable(self.kind, run_dir)
         super().__init__(backbone=recognizer.backbone, label_bank=label_bank if self.kind == "text" else None, prompts=prompts, frame_batch_size=frame_batch_size)
         self.pool = self._pool
         self._sentence_cache: dict[str, torch.Tensor] = {}
@@ -279,18 +284,12 @@ class RunClassifier(VideoClassifier):
         return self.recognizer.head.weight.detach().float().cpu()[rows]
 
     # ------------------------------------------------------------------ video
-    @torch.inference_mode()
-    def _embed_decoded(self, decoded: DecodedFrames, indices: np.ndarray, info: VideoInfo, sampler: SamplerSpec) -> VideoEmbedding:
-        spec = self.backbone.image_spec
-        pixels = preprocess_frames(decoded.frames, size=spec.size, crops=sampler.spatial_crops, mean=spec.mean, std=spec.std, resize_short_side=spec.resize_short_side)
-        t = indices.shape[-1]
-        views = pixels.reshape(-1, t, *pixels.shape[2:])  # (C*V, T, 3, S, S): one whole view per row
+    def _frame_features(self, views: torch.Tensor) -> torch.Tensor:
+        """Through ``recognizer.frame_features``, whole views per call so TokenT1D / T1D see one video's frames."""
+        t = views.shape[1]
         step = max(1, self.frame_batch_size // t)
         device = self._device
-        chunks = [self.recognizer.frame_features(views[i : i + step].to(device)).float().cpu() for i in range(0, views.shape[0], step)]
-        emb = torch.cat(chunks).reshape(sampler.spatial_crops, *indices.shape, -1)
-        times = torch.as_tensor(decoded.timestamps_s, dtype=torch.float64).reshape(indices.shape)
-        return VideoEmbedding(frames=emb, times_s=times, info=info)
+        return torch.cat([self.recognizer.frame_features(views[i : i + step].to(device)).float().cpu() for i in range(0, views.shape[0], step)])
 
     @torch.inference_mode()
     def _pool(self, frames: torch.Tensor) -> torch.Tensor:
@@ -310,6 +309,10 @@ class RunClassifier(VideoClassifier):
 def _ranked(probs: torch.Tensor, labels: list[str], k: int) -> list[LabelScore]:
     values, order = probs.topk(k)
     return [LabelScore(label=labels[j], score=float(v)) for v, j in zip(values.tolist(), order.tolist())]
+
+
+def _unscorable(kind: str, run_dir: str | Path) -> InputError:
+    return InputError(f"a '{kind}' classifier head cannot score labels by name (it has no frozen class embeddings); train with classifier text, sentence, normal, orthogonal or lda", path=run_dir)
 
 
 def is_run_dir(model: str | Path) -> bool:
@@ -361,7 +364,7 @@ def _load_run(run: str | Path, *, device: str, dtype: torch.dtype | None, bank: 
     run_dir = Path(run).expanduser()
     cfg = load_config(run_dir / "config.yaml")
     if cfg.model.classifier == "linear":  # refuse before building the model
-        raise InputError("a 'linear' classifier head cannot score labels by name (it has no frozen class embeddings); train with classifier text, sentence, normal, orthogonal or lda", path=run_dir)
+        raise _unscorable("linear", run_dir)
     if dtype is not None and dtype != torch.float32:
         log.warning("%s: a training run is loaded in float32 (dtype %s ignored)", run_dir, dtype)
     recognizer, cfg, class_names = load_run(run_dir, device=device)

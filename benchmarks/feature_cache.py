@@ -66,9 +66,9 @@ def main() -> None:
         t0 = time.perf_counter()
         for _ in range(args.epochs):
             for b in DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0, collate_fn=collate_skip_failed):
-                px = b["pixels"][:, 0, 0]
+                px = b["inputs"]["rgb"][:, 0, 0]
                 with torch.no_grad():
-                    feats = model.frame_features(px)
+                    feats = model.primary_stream.frame_features(px)
                 loss = F.cross_entropy(model.logits_from_frame_features(feats), b["target"])
                 opt.zero_grad()
                 loss.backward()

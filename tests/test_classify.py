@@ -70,15 +70,17 @@ def test_label_bank_encodes_each_label_once_ever(tiny_model_dir, tmp_path, make_
     calls = []
     original = first.backbone.encode_prompts
     first.backbone.encode_prompts = lambda prompts, **kw: (calls.append(len(prompts)), original(prompts, **kw))[1]
+    assert first.encode_labels(LABELS).encoded == 4 and calls == [4 * 28]
     a = first.classify(video, LABELS)
-    assert first.last_encoded_labels == 4 and calls == [4 * 28]
+    assert calls == [4 * 28], "classify found the labels in the bank"
     again = openvocab.load(tiny_model_dir, label_bank=bank)  # a new process would see the same file
     again.backbone.encode_prompts = lambda prompts, **kw: (calls.append(len(prompts)), original(prompts, **kw))[1]
     b = again.classify(video, LABELS)
-    assert again.last_encoded_labels == 0 and calls == [4 * 28], "a re-run must encode nothing"
+    assert again.encode_labels(LABELS).encoded == 0 and calls == [4 * 28], "a re-run must encode nothing"
     assert [(x.label, round(x.score, 5)) for x in a.labels] == [(x.label, round(x.score, 5)) for x in b.labels]
+    assert again.encode_labels(LABELS + ["surfing", "juggling"]).encoded == 2 and calls == [4 * 28, 2 * 28], "expansion encodes only the new labels"
     again.classify(video, LABELS + ["surfing", "juggling"])
-    assert again.last_encoded_labels == 2 and calls == [4 * 28, 2 * 28], "expansion encodes only the new labels"
+    assert calls == [4 * 28, 2 * 28]
 
 
 def test_views_segments_samplers_and_formats(clf, make_video):

@@ -76,12 +76,80 @@ def test_labels_add_list_export(run, tiny_model_dir, tmp_path):
     assert code == 0 and "3 newly encoded" in out
     code, out, _ = run("labels", "add", "--labels", LABELS + ", surfing", "--model", str(tiny_model_dir), "--label-bank", bank)
     assert code == 0 and "4 labels" in out and "1 newly encoded" in out
-    code, out, err = run("labels", "list", "--label-bank", bank)
-    assert code == 0 and len(out.strip().splitlines()) == 4 and "surfing" in out
+    code, out, err = run("labels", "list", "--label-bank", bank, "--format", "tsv")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0].split("\t") == ["model", "fingerprint", "prompts", "dim", "label", "added"]
+    assert len(lines) == 5 and "surfing" in out and "4 labels of 1 model" in err
+    assert all(line.split("\t")[0] == str(tiny_model_dir.resolve()) for line in lines[1:])  # the model is named
+    code, out, _ = run("labels", "list", "--label-bank", bank, "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 4 and {r["label"] for r in rows} == {"playing guitar", "yoga", "dog barking", "surfing"}
+    assert rows[0]["model"] == str(tiny_model_dir.resolve()) and rows[0]["dim"] == 64
+    code, out, _ = run("labels", "list", "--label-bank", bank)
+    assert code == 0 and "fingerprint" in out and "surfing" in out  # a table with a header
     code, out, _ = run("labels", "export", str(tmp_path / "k.npz"), "--model", str(tiny_model_dir), "--label-bank", bank)
     assert code == 0
     data = np.load(tmp_path / "k.npz")
     assert data["embeddings"].shape == (4, 64)
+
+
+def test_labels_export_selects_the_vocabulary_asked_for(run, tiny_model_dir, tmp_path):
+    bank = str(tmp_path / "bank.sqlite")
+    assert run("labels", "add", "--labels", LABELS, "--model", str(tiny_model_dir), "--label-bank", bank)[0] == 0
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("yoga\nsurfing\n")
+    code, out, err = run("labels", "export", str(tmp_path / "v.json"), "--labels-file", str(vocab), "--model", str(tiny_model_dir), "--label-bank", bank)
+    assert code == 0 and "exported 2 labels" in out and "1 newly encoded" in out, err
+    data = json.loads((tmp_path / "v.json").read_text())
+    assert data["labels"] == ["yoga", "surfing"] and len(data["embeddings"]) == 2
+    code, out, _ = run("labels", "export", str(tmp_path / "all.npz"), "--model", str(tiny_model_dir), "--label-bank", bank)
+    assert code == 0 and np.load(tmp_path / "all.npz")["embeddings"].shape == (4, 64)  # no selection: everything cached
+
+
+def test_labels_remove_and_clear_one_model_of_two(run, tiny_model_dir, tmp_path):
+    from openvocab.text.label_bank import LabelBank
+
+    other = tmp_path / "other_model"
+    assert run("model", "create", "--arch", "tiny", "--seed", "1", str(other))[0] == 0
+    bank = str(tmp_path / "bank.sqlite")
+    for model, labels in ((tiny_model_dir, LABELS), (other, "yoga, surfing")):
+        assert run("labels", "add", "--labels", labels, "--model", str(model), "--label-bank", bank)[0] == 0
+    with LabelBank(bank) as b:
+        names = b.model_names()
+        fp_a, fp_b = (fp for fp, n in sorted(names.items(), key=lambda kv: kv[1] != [str(tiny_model_dir.resolve())]))
+        assert fp_a != fp_b and b.count(fingerprint=fp_a) == 3 and b.count(fingerprint=fp_b) == 2
+
+    code, out, err = run("labels", "remove", "yoga", "juggling", "--model", str(tiny_model_dir), "--label-bank", bank)
+    assert code == 0 and "removed 1 label of" in out and "yoga" in out and "juggling" in err, err
+    code, out, err = run("labels", "remove", "surfing", "--fingerprint", fp_b, "--prompts", "ensemble", "--label-bank", bank)
+    assert code == 0 and "removed 1 label" in out
+    with LabelBank(bank) as b:
+        assert {r.label for r in b.list(fingerprint=fp_a)} == {"playing guitar", "dog barking"}
+        assert [r.label for r in b.list(fingerprint=fp_b)] == ["yoga"]
+
+    code, out, err = run("labels", "clear", "--model", str(tiny_model_dir), "--label-bank", bank)
+    assert code == 0 and "removed 2 labels of " + str(tiny_model_dir.resolve()) in out and "2 embeddings removed" in err
+    with LabelBank(bank) as b:
+        assert b.count(fingerprint=fp_a) == 0 and b.count(fingerprint=fp_b) == 1  # the other model stays
+    code, out, _ = run("labels", "clear", "--model", str(tiny_model_dir), "--label-bank", bank)
+    assert code == 0 and "nothing to remove" in out
+    code, out, err = run("labels", "clear", "--all", "--label-bank", bank)
+    assert code == 0 and "removed 1 label of " + str(other.resolve()) in out
+    with LabelBank(bank) as b:
+        assert b.count() == 0
+    for args in (["clear"], ["clear", "--all", "--model", str(other)], ["remove", "yoga"]):
+        code, _, err = run("labels", *args, "--label-bank", bank)
+        assert code == 2 and len(_error_lines(err)) == 1, err
+
+
+def test_label_bank_message_names_existing_commands():
+    """The label bank tells users to run `openvocab labels clear`: that command must exist."""
+    from typer.testing import CliRunner
+
+    from openvocab.cli import app
+
+    assert CliRunner().invoke(app, ["labels", "clear", "--help"]).exit_code == 0
+    assert CliRunner().invoke(app, ["labels", "remove", "--help"]).exit_code == 0
 
 
 def test_model_create_and_info(run, tmp_path):
@@ -124,6 +192,30 @@ def test_bad_video_inputs(run, make_video, tmp_path, case):
         assert code == want_code
     lines = _error_lines(err)
     assert len(lines) == 1 and fragment in lines[0], err
+
+
+def test_text_file_is_refused_and_the_batch_continues(run, make_video, tmp_path):
+    good = make_video("good.mp4", num_frames=20)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("These are my notes about the video.\n" * 50)  # FFmpeg's tty demuxer would "play" this
+    code, out, err = run("classify", str(notes), str(good), "--labels", LABELS, "--format", "json")
+    assert code == 1
+    assert [d["error"] is None for d in json.loads(out)] == [False, True]
+    lines = _error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {notes}: not a video"), err
+
+
+def test_dense_timeline_with_empty_segments_says_why(run, make_video):
+    video = make_video("long.mp4", num_frames=100)  # 4 s at 25 fps; 8 frames at stride 2 cover 0.64 s
+    code, out, err = run("classify", str(video), "--labels", LABELS, "--sampler", "dense", "--stride", "2", "--timeline")
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "the timeline has" in line]
+    assert len(warnings) == 1 and "the timeline has 2 of 8 segments" in warnings[0] and "dense sampling" in warnings[0], err
+    assert warnings[0].startswith(f"warning: {video}:")
+    code, out, err = run("classify", str(video), "--labels", LABELS, "--sampler", "dense", "--stride", "2", "--format", "json")
+    assert code == 0 and json.loads(out)[0]["warnings"] == [warnings[0].removeprefix("warning: ")], "the JSON carries the warning that was printed"
+    code, out, err = run("classify", str(video), "--labels", LABELS, "--timeline")  # uniform: every segment filled
+    assert code == 0 and "the timeline has" not in err
 
 
 def test_batch_continues_past_bad_files(run, make_video, tmp_path):
@@ -189,3 +281,41 @@ def test_entry_point_runs_as_a_process(tiny_model_dir, make_video, tmp_path):
 def test_usage_errors_are_short_and_exit_2(run, args, fragment):
     code, out, err = run(*args, model=False)
     assert code == 2 and fragment in err and "Traceback" not in err and len(err.strip().splitlines()) <= 8
+
+
+def test_import_is_light_and_help_answers_without_torch():
+    """`import openvocab.cli`, `--help` of every command group and usage errors never load torch & co."""
+    argvs = [
+        [], ["--help"], ["classify", "--help"], ["classify"], ["clasify"], ["labels", "--help"], ["labels", "list", "--help"],
+        ["labels", "remove", "--help"], ["labels", "clear", "--help"], ["model", "--help"], ["data", "--help"],
+        ["train", "--help"], ["evaluate", "--help"], ["features", "--help"], ["features", "train-head", "--help"],
+    ]
+    script = (
+        "import json, sys\n"
+        "import openvocab.cli\n"
+        "heavy = ('torch', 'transformers', 'numpy', 'av', 'cv2', 'sklearn')\n"
+        "assert not [m for m in heavy if m in sys.modules], [m for m in heavy if m in sys.modules]\n"
+        "codes = []\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    sys.argv = ['openvocab', *argv]\n"
+        "    try:\n"
+        "        openvocab.cli.main()\n"
+        "    except SystemExit as exc:\n"
+        "        codes.append(exc.code)\n"
+        "print(json.dumps({'codes': codes, 'heavy': [m for m in heavy if m in sys.modules]}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(argvs)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == []
+    # no arguments: the help (exit 0 or click's 2 for a group without a command); --help: 0; usage errors: 2
+    assert report["codes"][1:] == [0, 0, 2, 2] + [0] * (len(argvs) - 5), report
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("group", [["classify"], ["labels"], ["labels", "add"], ["labels", "list"], ["labels", "export"], ["labels", "remove"], ["labels", "clear"], ["model"], ["model", "create"], ["model", "export"], ["model", "convert"], ["model", "info"], ["data"], ["data", "synth"], ["data", "check"], ["train"], ["evaluate"], ["features"], ["features", "extract"], ["features", "train-head"]])
+def test_help_of_every_command(run, group):
+    code, out, err = run(*group, "--help", model=False)
+    assert code == 0 and "Usage:" in out, err
+    if len(group) > 1 or group in (["classify"], ["train"], ["evaluate"]):  # every command shows an example
+        assert "Example" in out, out

@@ -254,13 +254,13 @@ def test_segment_record_decodes_its_window(anet, frame_code) -> None:
     clip = replace(default.clip, size=64, resize_short_side=64)  # the dataset's own frame spec, smaller
     item = VideoClipDataset([record], sampler=SamplerSpec(frames=5), clip=clip)[0]
     assert item is not None and item["target"] == record.label
-    pixels = item["pixels"]  # (crops, views, T, 3, S, S), normalised
+    pixels = item["inputs"]["rgb"]  # (crops, views, T, 3, S, S), normalised
     assert tuple(pixels.shape) == (1, 1, 5, 3, 64, 64)
     mean, std = np.array(clip.mean)[:, None, None], np.array(clip.std)[:, None, None]
     frames = [((p.numpy() * std + mean) * 255).clip(0, 255).transpose(1, 2, 0) for p in pixels[0, 0]]
     assert [frame_code.read_frame_index(f) for f in frames] == [52, 57, 62, 67, 72]  # segment centres of 50..74
     train_item = VideoClipDataset([record], sampler=SamplerSpec(frames=5), clip=clip, train=True)[0]
-    assert train_item is not None and tuple(train_item["pixels"].shape) == (5, 3, 64, 64)
+    assert train_item is not None and tuple(train_item["inputs"]["rgb"].shape) == (5, 3, 64, 64)
 
 
 # ---------------------------------------------------------------------- the real vocabulary

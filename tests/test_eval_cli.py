@@ -91,7 +91,7 @@ def test_model_export_of_a_trained_run(monkeypatch, capsys, synth, tmp_path):
     trained = load_file(str(tmp_path / "run" / (tmp_path / "run" / "latest").read_text().strip() / "model.safetensors"))
     exported = CLIPModel.from_pretrained(str(tmp_path / "exported")).state_dict()
     key = "vision_model.encoder.layers.0.mlp.fc1.weight"
-    torch.testing.assert_close(exported[key], trained["backbone.clip." + key])
+    torch.testing.assert_close(exported[key], trained["streams.rgb.backbone.clip." + key])
     clf = openvocab.load(tmp_path / "exported", label_bank=False)
     assert not clf.backbone.random_weights
     result = clf.classify(synth / "videos" / "red_circle" / "0000.mp4", ["red circle", "blue square"])

@@ -13,7 +13,6 @@ from openvocab.errors import InputError
 from openvocab.eval.metrics import (
     confusion_matrix,
     mean_class_accuracy,
-    multi_view_average,
     predict,
     topk_accuracy,
 )
@@ -84,16 +83,18 @@ def test_bad_inputs_raise_input_error():
         mean_class_accuracy(np.zeros((0, 3)), np.zeros(0, dtype=int))
 
 
-def test_multi_view_average():
+def test_multi_view_rule_is_the_mean_of_per_view_probabilities():
+    """The one multi-view rule (scoring.average_views / view_probabilities / clip_scores) against a hand-written
+    numpy reference: softmax per view, then the mean over views."""
+    from openvocab.scoring import clip_scores, view_probabilities
+
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(5, 12, 7))
-    ref = torch.from_numpy(logits).softmax(-1).mean(1).numpy()
-    out = multi_view_average(logits, already_probabilities=False)
-    assert isinstance(out, np.ndarray) and out.shape == (5, 7)
-    assert np.allclose(out, ref) and np.allclose(out.sum(-1), 1.0)
-    t = multi_view_average(torch.from_numpy(logits).float(), already_probabilities=False)
-    assert isinstance(t, torch.Tensor) and torch.allclose(t.double(), torch.from_numpy(ref), atol=1e-6)
-    probs = torch.from_numpy(logits).softmax(-1).numpy()
-    assert np.allclose(multi_view_average(probs, already_probabilities=True), ref)
-    with pytest.raises(InputError):
-        multi_view_average(logits[0], already_probabilities=False)
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    ref = (e / e.sum(-1, keepdims=True)).mean(1)
+    out = view_probabilities(torch.from_numpy(logits).float())
+    assert out.shape == (5, 7) and np.allclose(out.numpy(), ref, atol=1e-6) and np.allclose(out.sum(-1).numpy(), 1.0)
+    video, labels = torch.from_numpy(rng.normal(size=(5, 12, 16))).float(), torch.from_numpy(rng.normal(size=(7, 16))).float()
+    cos = (video / video.norm(dim=-1, keepdim=True)) @ (labels / labels.norm(dim=-1, keepdim=True)).T
+    assert torch.allclose(clip_scores(video, labels, logit_scale=30.0), (30.0 * cos).softmax(-1).mean(1), atol=1e-6)
+    assert not torch.allclose(clip_scores(video, labels, logit_scale=30.0), (30.0 * cos.mean(1)).softmax(-1), atol=1e-3), "not the mean of logits"

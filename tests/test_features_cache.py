@@ -10,10 +10,10 @@ from openvocab.data.manifests import read_manifest
 from openvocab.data.synth import SynthSpec, generate
 from openvocab.features import cache as cache_mod
 from openvocab.features.cache import FeatureCache, extract_features
-from openvocab.features.head_training import evaluate_head, train_head
+from openvocab.train.head_training import evaluate_head, train_head
 from openvocab.io.sampling import SamplerSpec
 from openvocab.models.backbone import ClipBackbone
-from openvocab.models.recognizer import RecognizerSpec, VideoRecognizer, build_head
+from openvocab.models.factory import RecognizerSpec, create_recognizer
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_cached_features_equal_the_classify_path(colour_synth, backbone, tmp_pat
     cache = FeatureCache(tmp_path / "c", with_tokens=True)
     assert cache.frames.shape == (len(m.records), 6, 4, backbone.embed_dim)
     assert cache.tokens.shape[:4] == (len(m.records), 6, 4, 1)
-    clf = VideoClassifier(backbone=backbone)
+    clf = VideoClassifier(recognizer=create_recognizer(RecognizerSpec.zero_shot("random:tiny"), backbones={"rgb": backbone}))
     for row in (0, len(m.records) - 1):
         ref = clf.embed_video(m.records[int(cache.index[row])].path, sampler=spec).frames  # (C, V, T, D)
         torch.testing.assert_close(cache.frames[row], ref.reshape(6, 4, -1), atol=2e-2, rtol=2e-2)  # stored as fp16
@@ -77,8 +77,8 @@ def test_heads_train_from_the_cache(colour_synth, backbone, tmp_path):
         extract_features(backbone=backbone, records=m.records, classes=m.classes, out_dir=tmp_path / split, sampler=spec, workers=0)
         caches[split] = FeatureCache(tmp_path / split)
     names = ["red circle", "blue circle", "green circle"]
-    rspec = RecognizerSpec(model="random:tiny", num_classes=3, classifier="linear", frames=4, train_backbone=False)
-    model = VideoRecognizer(backbone=backbone, head=build_head(rspec, backbone=backbone, class_names=names), spec=rspec)
+    rspec = RecognizerSpec.single(model="random:tiny", num_classes=3, classifier="linear", frames=4, train_backbone=False)
+    model = create_recognizer(rspec, class_names=names, backbones={"rgb": backbone})
     history = train_head(model, caches["train"], epochs=60, lr=1e-2, batch_size=8)
     result = evaluate_head(model, caches["val"])
     assert history[-1] < history[0] * 0.7

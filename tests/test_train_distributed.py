@@ -39,7 +39,7 @@ def _weights(out: Path) -> dict:
 def _assert_same(a: dict, b: dict) -> None:
     # k_proj.bias cannot change attention (softmax is shift-invariant): its true gradient is 0, Adam turns the
     # float noise there into lr-sized steps, so it is no evidence either way
-    trained = [k for k in a if k.startswith(("backbone.clip.vision_model", "backbone.clip.visual_projection")) and not k.endswith("k_proj.bias")]
+    trained = [k for k in a if k.startswith(("streams.rgb.backbone.clip.vision_model", "streams.rgb.backbone.clip.visual_projection")) and not k.endswith("k_proj.bias")]
     assert trained
     # Adam also magnifies float noise wherever a gradient element is ~0 (seen once: 1 element of 196,608 off by 9e-5),
     # so: every element within a fraction of one lr-sized step (lr 1e-3), and all but a handful within 2e-5 -- a

@@ -49,11 +49,11 @@ def test_t1d_trains_checkpoints_and_resumes(colours, tmp_path):
     out = tmp_path / "t1d"
     train(_cfg(colours, out, **{"model.t1d_stages": "[4, 5]", "optim.epochs": 1}))
     first = _checkpoint(out)
-    assert not any(k.startswith("backbone.clip.text_model.") for k in first), "the frozen text tower is not stored"
-    assert any(k.startswith("backbone.clip.vision_model.") for k in first)
-    convs = sorted(k for k in first if k.startswith("t1d.convs."))
-    assert {k.split(".")[2].split("_")[0] for k in convs} == {"res4", "res5"}
-    kernel = first["t1d.convs.res4_0.weight"]  # (C, 1, 3), initialised as a temporal shift
+    assert not any(k.startswith("streams.rgb.backbone.clip.text_model.") for k in first), "the frozen text tower is not stored"
+    assert any(k.startswith("streams.rgb.backbone.clip.vision_model.") for k in first)
+    convs = sorted(k for k in first if k.startswith("streams.rgb.t1d.convs."))
+    assert {k.split(".")[4].split("_")[0] for k in convs} == {"res4", "res5"}
+    kernel = first["streams.rgb.t1d.convs.res4_0.weight"]  # (C, 1, 3), initialised as a temporal shift
     fold = kernel.shape[0] // 8
     start = torch.zeros_like(kernel)
     start[:fold, 0, 2] = 1
@@ -66,7 +66,7 @@ def test_t1d_trains_checkpoints_and_resumes(colours, tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in rows if "loss" in r]
     assert steps == list(range(1, len(steps) + 1))
-    assert not torch.equal(_checkpoint(out)["t1d.convs.res4_0.weight"], kernel)
+    assert not torch.equal(_checkpoint(out)["streams.rgb.t1d.convs.res4_0.weight"], kernel)
 
     with pytest.raises(Exception, match="t1d_stages"):  # same run directory, other architecture: refused
         train(_cfg(colours, out, **{"model.t1d_stages": "[5]", "optim.epochs": 3}))

@@ -40,7 +40,7 @@ def pretrained_tiny(tmp_path_factory) -> Path:
         "data.batch_size=16", "data.frames=4", "optim.epochs=20", "optim.lr=2e-4", "optim.weight_decay=0.0",
     ])
     train(cfg)
-    model, _, _ = load_run(root / "run")
+    model = load_run(root / "run")
     return save_model_dir(model.backbone, root / "pretrained_tiny")
 
 

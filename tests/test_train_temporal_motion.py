@@ -12,10 +12,10 @@ import pytest
 from openvocab.data.manifests import read_manifest
 from openvocab.data.synth import SynthSpec, generate
 from openvocab.features.cache import FeatureCache, extract_features
-from openvocab.features.head_training import evaluate_head, train_head
+from openvocab.train.head_training import evaluate_head, train_head
 from openvocab.io.sampling import SamplerSpec
 from openvocab.models.backbone import ClipBackbone
-from openvocab.models.recognizer import RecognizerSpec, VideoRecognizer, build_head
+from openvocab.models.factory import RecognizerSpec, create_recognizer
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,8 @@ def _accuracy(backbone, caches, temporal: str) -> float:
     import torch
 
     torch.manual_seed(0)
-    spec = RecognizerSpec(model="random:tiny", num_classes=2, classifier="linear", temporal=temporal, temporal_layers=1, frames=8, train_backbone=False)
-    model = VideoRecognizer(backbone=backbone, head=build_head(spec, backbone=backbone, class_names=["moving left", "moving right"]), spec=spec)
+    spec = RecognizerSpec.single(model="random:tiny", num_classes=2, classifier="linear", temporal=temporal, temporal_layers=1, frames=8, train_backbone=False)
+    model = create_recognizer(spec, class_names=["moving left", "moving right"], backbones={"rgb": backbone})
     train_head(model, caches["train"], epochs=60, lr=3e-3, batch_size=32)
     return evaluate_head(model, caches["val"])["top1"]
 

@@ -125,10 +125,10 @@ def test_contrastive_baselines_offline_and_online(small_synth, tmp_path):
         cfg = load_config(RECIPE, _overrides(small_synth, out, **{"model.classifier": "text", "optim.loss": "infonce", "model.text_online": str(online).lower(), "run.max_steps": 2, "data.val": "null"}))
         train(cfg)
         w = _final_weights(out)
-        text_key = "backbone.clip.text_model.encoder.layers.0.mlp.fc1.weight"
+        text_key = "streams.rgb.backbone.clip.text_model.encoder.layers.0.mlp.fc1.weight"
         assert (text_key in w) == online, "a frozen (offline) text tower is not stored in checkpoints"
         text_moved = text_key in w and not (w[text_key] == initial["text_model.encoder.layers.0.mlp.fc1.weight"]).all()
-        vision_moved = not (w["backbone.clip.vision_model.encoder.layers.0.mlp.fc1.weight"] == initial["vision_model.encoder.layers.0.mlp.fc1.weight"]).all()
+        vision_moved = not (w["streams.rgb.backbone.clip.vision_model.encoder.layers.0.mlp.fc1.weight"] == initial["vision_model.encoder.layers.0.mlp.fc1.weight"]).all()
         assert vision_moved and text_moved == online
 
 

@@ -1,9 +1,11 @@
 """The main job: classify videos against any label list (the path of DESIGN.md, end to end).
 
-``file -> decode once + sample (io) -> preprocess (io.transforms) -> CLIP frame embeddings (models.backbone)
--> TAP per view / per segment -> scoring against label-bank embeddings (scoring) -> ClipResult``.
+``file -> decode once + sample (io) -> preprocess (io.transforms) -> per-stream frame embeddings (the recogniser's
+CLIP towers) -> temporal modules + fusion per view / per segment (the recogniser) -> scoring against label
+embeddings from the recogniser's label encoder, cached in the label bank (scoring) -> ClipResult``.
 
-Use :func:`openvocab.load` to build a :class:`VideoClassifier`.
+Use :func:`openvocab.load` to build a :class:`VideoClassifier` over any recogniser that
+:func:`openvocab.models.factory.load_recognizer` loads: zero-shot CLIP or a trained run, one code path.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from openvocab.errors import InputError, OpenVocabError
 from openvocab.io.decode import DecodedFrames, VideoInfo, open_video
 from openvocab.io.sampling import SamplerSpec, parse_views, sample_indices
 from openvocab.io.transforms import preprocess_frames
-from openvocab.models.backbone import ClipBackbone
-from openvocab.results import ClipResult, LabelScore, SegmentResult
+from openvocab.models.recognizer import VideoRecognizer
+from openvocab.results import TIMELINE_NOTE, ClipResult, LabelScore, SegmentResult
 from openvocab.scoring import score_segments, score_views
 from openvocab.text.label_bank import LabelBank
-from openvocab.text.prompts import PromptSet, clean_labels, prompt_set
+from openvocab.text.prompts import clean_labels
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,17 @@ VideoInput = Union[str, Path, np.ndarray]
 
 
 @dataclass
+class EncodedLabels:
+    """Label embeddings ``(L, D)`` and how many of the labels were encoded now (the rest came from the label bank)."""
+
+    embeddings: torch.Tensor
+    encoded: int
+
+
+@dataclass
 class VideoEmbedding:
-    """Frame embeddings of one video: ``(crops, temporal_views, T, D)`` plus the time of every sampled frame."""
+    """Frame embeddings of one video: ``(crops, temporal_views, T, D)`` plus the time of every sampled frame (with
+    several streams, their features side by side along ``D``, see :meth:`VideoClassifier.pool`)."""
 
     frames: torch.Tensor
     times_s: torch.Tensor  # (temporal_views, T)
@@ -57,39 +68,70 @@ class _ArraySource:
 
 
 class VideoClassifier:
-    """Open-vocabulary video classifier over a CLIP backbone.
+    """Open-vocabulary video classifier over a :class:`~openvocab.models.recognizer.VideoRecognizer`.
 
-    Label embeddings come from the prompt set (default: CLIP's 28 Kinetics templates, MOV §3.1) and are cached in
-    the persistent :class:`LabelBank`, so a label is encoded once per model and prompt set, ever.
+    * frame features: each stream's tower on whole views ``(views, T, 3, S, S)`` (chunked by views, so in-tower
+      temporal modules -- TokenT1D for ViT, T1D for CLIP-ResNet -- see the frames of one video together);
+    * pooling (:meth:`pool`, handed to :mod:`openvocab.scoring`): the recogniser's temporal modules, fusion and head
+      projection (TAP for zero-shot CLIP); the timeline pools each segment's crop-averaged frame features, in time
+      order, the same way;
+    * label embeddings: the recogniser's label encoder (CLIP text + prompts, a sentence encoder, or a closed-set
+      head's own classes), cached in the persistent :class:`LabelBank` under the encoder's fingerprint (a label is
+      encoded once per model and prompt set, ever);
+    * scale: the head's ``logit_scale`` (CLIP's learned temperature for zero-shot).
+
+    With ``views="1x1"`` the clip scores of a trained run equal ``softmax(recognizer(pixels))``.
     """
 
-    def __init__(self, *, backbone: ClipBackbone, label_bank: LabelBank | None = None, prompts: PromptSet | None = None, frame_batch_size: int = 64) -> None:
-        self.backbone = backbone
+    def __init__(self, *, recognizer: VideoRecognizer, label_bank: LabelBank | None = None, frame_batch_size: int = 64) -> None:
+        if not getattr(recognizer.head, "scores_by_similarity", False):
+            raise _unscorable(recognizer.spec.classifier, getattr(recognizer, "source", ""))
+        self.recognizer = recognizer.eval()
         self.label_bank = label_bank
-        self.prompts = prompts or prompt_set("ensemble")
         self.frame_batch_size = frame_batch_size
-        self.last_encoded_labels = 0
-        self.pool = None  # TAP (scoring's default); a trained run's temporal module in RunClassifier
-        if backbone.random_weights:
+        backbone = recognizer.backbone
+        if backbone.random_weights and not getattr(recognizer, "trained", False):
             log.warning("%s has RANDOM weights (an architecture-exact test model): its scores are meaningless", backbone.source)
 
     @property
+    def backbone(self):
+        """The primary stream's CLIP model."""
+        return self.recognizer.backbone
+
+    @property
+    def label_encoder(self):
+        return self.recognizer.label_encoder
+
+    @property
+    def prompts(self):
+        """The CLIP-text label encoder's prompt set (``None`` for other label encoders)."""
+        return getattr(self.label_encoder, "prompts", None)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.recognizer.class_names
+
+    @property
     def logit_scale(self) -> float:
-        return self.backbone.logit_scale
+        return self.recognizer.logit_scale
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.recognizer.parameters()).device
 
     # ------------------------------------------------------------------ labels
-    def _encode_labels(self, labels: list[str]) -> torch.Tensor:
-        return self.backbone.encode_labels(labels, self.prompts)
+    def encode_labels(self, labels: Sequence[str], *, progress: Callable[[int, int], None] | None = None) -> EncodedLabels:
+        """Embeddings of ``labels`` in the classifier's space and how many were encoded now (see :class:`EncodedLabels`)."""
+        labels = list(labels)
+        if self.label_bank is None or not self.label_encoder.open_vocabulary:
+            kwargs = {"progress": progress} if progress is not None else {}
+            return EncodedLabels(self.label_encoder.encode(labels, **kwargs), len(labels) if self.label_encoder.open_vocabulary else 0)
+        emb, encoded = self.label_bank.embeddings(self.label_encoder, labels, progress=progress)
+        return EncodedLabels(emb, encoded)
 
     def label_embeddings(self, labels: Sequence[str]) -> torch.Tensor:
-        """L2-normalised, prompt-ensembled embeddings ``(L, D)`` of ``labels`` (from the label bank when cached)."""
-        labels = list(labels)
-        if self.label_bank is None:
-            self.last_encoded_labels = len(labels)
-            return self._encode_labels(labels)
-        emb = self.label_bank.get_or_encode(fingerprint=self.backbone.fingerprint, prompt_set=self.prompts, labels=labels, encode=self._encode_labels)
-        self.last_encoded_labels = self.label_bank.last_encoded
-        return emb
+        """L2-normalised label embeddings ``(L, D)`` of ``labels`` (from the label bank when cached)."""
+        return self.encode_labels(labels).embeddings
 
     # ------------------------------------------------------------------ video
     def _source(self, video: VideoInput, fps: float):
@@ -118,10 +160,24 @@ class VideoClassifier:
         return VideoEmbedding(frames=emb, times_s=times, info=info)
 
     def _frame_features(self, views: torch.Tensor) -> torch.Tensor:
-        """``(views, T, 3, S, S) -> (views, T, D)`` float32 CPU CLIP frame embeddings, in batches of frames."""
-        flat = views.reshape(-1, *views.shape[2:])
-        chunks = [self.backbone.encode_frames(flat[i : i + self.frame_batch_size]).float().cpu() for i in range(0, flat.shape[0], self.frame_batch_size)]
-        return torch.cat(chunks).reshape(*views.shape[:2], -1)
+        """``(views, T, 3, S, S) -> (views, T, ΣD_s)`` float32 CPU frame features of every stream side by side,
+        whole views per call (``frame_batch_size`` frames at most, at least one view)."""
+        step = max(1, self.frame_batch_size // views.shape[1])
+        device = self._device
+        chunks = []
+        for i in range(0, views.shape[0], step):
+            feats = self.recognizer.frame_features({"rgb": views[i : i + step].to(device)})
+            chunks.append(torch.cat([f.float().cpu() for f in feats.values()], dim=-1))
+        return torch.cat(chunks)
+
+    @torch.inference_mode()
+    def pool(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(..., T, ΣD_s) -> (..., D')``: split into streams, then the recogniser's temporal modules, fusion and
+        head projection (:meth:`VideoRecognizer.embed_frames`)."""
+        widths = [stream.dim for stream in self.recognizer.streams.values()]
+        parts = torch.split(frames.to(self._device).float(), widths, dim=-1)
+        video = self.recognizer.embed_frames(dict(zip(self.recognizer.streams.keys(), parts)))
+        return video.float().cpu()
 
     def embed_video(self, video: VideoInput, *, sampler: SamplerSpec | None = None, fps: float = 25.0) -> VideoEmbedding:
         """Decode, sample, preprocess and encode one video (a path or an ``(N, H, W, 3)`` uint8 array)."""
@@ -145,6 +201,7 @@ class VideoClassifier:
         fps: float = 25.0,
         on_error: str = "raise",
         progress: Callable[[int, str], None] | None = None,
+        label_progress: Callable[[int, int], None] | None = None,
     ) -> ClipResult | list[ClipResult]:
         """Classify one video (returns a :class:`ClipResult`) or a sequence of videos (returns a list).
 
@@ -153,6 +210,8 @@ class VideoClassifier:
         ``segments`` time windows for the timeline (default: ``frames``). ``on_error="skip"`` returns failed videos
         as results with ``error`` set instead of raising. ``multi_label`` scores each label independently
         (sigmoid, uncalibrated heuristic bias until the multi-label issue; see :mod:`openvocab.scoring`).
+        ``progress(done, name)`` after each video; ``label_progress(done, total)`` while labels are encoded.
+        Every warning (cleaned labels, a timeline with fewer segments than asked) is in each result's ``warnings``.
         """
         single = isinstance(videos, (str, Path, np.ndarray))
         items: list[VideoInput] = [videos] if single else list(videos)  # type: ignore[list-item]
@@ -162,10 +221,8 @@ class VideoClassifier:
             raise InputError(f"--top-k must be >= 1, got {top_k}")
         temporal, crops = parse_views(views)
         spec = SamplerSpec(kind=sampler, frames=frames, stride=stride, temporal_views=temporal, spatial_crops=crops)  # type: ignore[arg-type]
-        label_list, warnings = clean_labels(labels)
-        for w in warnings:
-            log.warning(w)
-        label_emb = self.label_embeddings(label_list)
+        label_list, warnings = clean_labels(labels)  # their warnings go into every result's ``warnings``
+        label_emb = self.encode_labels(label_list, progress=label_progress).embeddings
         scale = self.logit_scale
         n_segments = segments if segments is not None else frames
         if n_segments < 0:
@@ -181,8 +238,8 @@ class VideoClassifier:
                 try:
                     decoded, indices, info = futures[i].result()
                     emb = self._embed_decoded(decoded, indices, info, spec)
-                    result = self._score(emb, name, label_list, label_emb, scale=scale, spec=spec, views=views, top_k=top_k, multi_label=multi_label, threshold=threshold, n_segments=n_segments)
-                    result.warnings.extend(warnings)
+                    result = self._score(emb, name, label_list, label_emb, scale=scale, spec=spec, top_k=top_k, multi_label=multi_label, threshold=threshold, n_segments=n_segments)
+                    result.warnings[:0] = warnings
                 except OpenVocabError as exc:
                     if on_error == "raise":
                         raise
@@ -193,7 +250,7 @@ class VideoClassifier:
                     progress(i + 1, name)
         return results[0] if single else results
 
-    def _score(self, emb: VideoEmbedding, name: str, labels: list[str], label_emb: torch.Tensor, *, scale: float, spec: SamplerSpec, views: str, top_k: int, multi_label: bool, threshold: float, n_segments: int) -> ClipResult:
+    def _score(self, emb: VideoEmbedding, name: str, labels: list[str], label_emb: torch.Tensor, *, scale: float, spec: SamplerSpec, top_k: int, multi_label: bool, threshold: float, n_segments: int) -> ClipResult:
         probs = score_views(emb.frames, label_emb, logit_scale=scale, multi_label=multi_label, pool=self.pool)
         k = min(top_k, len(labels))
         ranked = _ranked(probs, labels, k)
@@ -203,6 +260,7 @@ class VideoClassifier:
         else:
             predicted = [ranked[0].label]
         segs: list[SegmentResult] = []
+        notes: list[str] = []
         duration = emb.info.duration_s if emb.info.duration_s > 0 else float(emb.times_s.max()) + 1.0 / max(emb.info.fps, 1e-6)
         if n_segments > 0:
             frame_emb = emb.frames.mean(dim=0).reshape(-1, emb.frames.shape[-1])  # crops averaged: (V*T, D)
@@ -211,99 +269,17 @@ class VideoClassifier:
             seg_probs, kept = score_segments(frame_emb, times, label_emb, boundaries=bounds, logit_scale=scale, multi_label=multi_label, pool=self.pool)
             for row, s in zip(seg_probs, kept.tolist()):
                 segs.append(SegmentResult(start_s=float(bounds[s]), end_s=float(bounds[s + 1]), labels=_ranked(row, labels, k)))
+            if len(segs) < n_segments:
+                notes.append(
+                    f"{name}: {TIMELINE_NOTE} {len(segs)} of {n_segments} segments: the {spec.frames * spec.temporal_views} sampled frames "
+                    f"cover {float(times.min()):.2f}-{float(times.max()):.2f} s of {duration:.2f} s"
+                    + (" (dense sampling covers frames x stride; use --sampler uniform, more --views or fewer --segments)" if spec.kind == "dense" else "")
+                )
         return ClipResult(
             path=name, labels=ranked, predicted=predicted, segments=segs, multi_label=multi_label,
             threshold=threshold if multi_label else None, duration_s=float(duration),
-            frames_sampled=int(emb.frames.shape[1] * emb.frames.shape[2]), views=views,
+            frames_sampled=int(emb.frames.shape[1] * emb.frames.shape[2]), views=spec.views, warnings=notes,
         )
-
-
-class RunClassifier(VideoClassifier):
-    """A :class:`VideoClassifier` over a trained ``openvocab train`` run: the run's whole video side.
-
-    * frame features: ``recognizer.frame_features`` on whole views ``(views, T, 3, S, S)`` (chunked by views), so
-      in-backbone temporal modules (TokenT1D for ViT, T1D for CLIP-ResNet) see the frames of one video together;
-    * pooling (:attr:`pool`, handed to :mod:`openvocab.scoring`): the run's temporal module (TAP or T-Trans), then
-      the head's ``projection`` when it has one (the ``sentence`` classifier's visual projection); the timeline
-      pools each segment's crop-averaged frame features, in time order, the same way;
-    * label embeddings, in the classifier's space (as :func:`openvocab.eval.run.class_embeddings`): ``text`` -- the
-      run's CLIP text tower with its prompt set (cached in the label bank, keyed by the text tower's fingerprint);
-      ``sentence`` -- the run's sentence encoder; the frozen closed-set heads (``normal``, ``orthogonal``, ``lda``)
-      -- only the run's own class names, their rows of ``head.weight``. ``linear`` heads are refused by :func:`load`;
-    * scale: the head's ``logit_scale``.
-
-    With ``views="1x1"`` the clip scores equal ``softmax(recognizer(pixels))`` of the run's evaluation pipeline.
-    """
-
-    CLOSED_SET = ("normal", "orthogonal", "lda")
-
-    def __init__(self, *, recognizer, cfg, class_names: Sequence[str], run_dir: str | Path, label_bank: LabelBank | None = None, prompts: PromptSet | None = None, frame_batch_size: int = 64) -> None:
-        self.recognizer = recognizer.eval()
-        self.cfg = cfg
-        self.class_names = list(class_names)
-        self.run_dir = str(run_dir)
-        self.kind = cfg.model.classifier
-        if self.kind not in {"text", "sentence", *self.CLOSED_SET}:
-            raise _unscorable(self.kind, run_dir)
-        super().__init__(backbone=recognizer.backbone, label_bank=label_bank if self.kind == "text" else None, prompts=prompts, frame_batch_size=frame_batch_size)
-        self.pool = self._pool
-        self._sentence_cache: dict[str, torch.Tensor] = {}
-
-    @property
-    def logit_scale(self) -> float:
-        return float(self.recognizer.head.logit_scale)
-
-    @property
-    def _device(self) -> torch.device:
-        return next(self.recognizer.parameters()).device
-
-    # ------------------------------------------------------------------ labels
-    def label_embeddings(self, labels: Sequence[str]) -> torch.Tensor:
-        labels = list(labels)
-        if self.kind == "text":
-            return super().label_embeddings(labels)
-        if self.kind == "sentence":
-            from openvocab.models.heads import sentence_weights
-
-            missing = [lab for lab in dict.fromkeys(labels) if lab not in self._sentence_cache]
-            if missing:
-                for lab, row in zip(missing, sentence_weights(self.cfg.model.sentence_encoder, missing).float().cpu()):
-                    self._sentence_cache[lab] = row
-            self.last_encoded_labels = len(missing)
-            return torch.stack([self._sentence_cache[lab] for lab in labels]) if labels else torch.empty(0, 0)
-        index = {name: i for i, name in enumerate(self.class_names)}
-        folded = {name.casefold(): i for i, name in enumerate(self.class_names)}
-        rows = []
-        for lab in labels:
-            i = index.get(lab, folded.get(lab.casefold()))
-            if i is None:
-                shown = ", ".join(self.class_names[:10]) + (" ..." if len(self.class_names) > 10 else "")
-                raise InputError(f"label '{lab}' is not one of the {len(self.class_names)} classes of this closed-set '{self.kind}' classifier ({shown})", path=self.run_dir)
-            rows.append(i)
-        self.last_encoded_labels = 0
-        return self.recognizer.head.weight.detach().float().cpu()[rows]
-
-    # ------------------------------------------------------------------ video
-    def _frame_features(self, views: torch.Tensor) -> torch.Tensor:
-        """Through ``recognizer.frame_features``, whole views per call so TokenT1D / T1D see one video's frames."""
-        t = views.shape[1]
-        step = max(1, self.frame_batch_size // t)
-        device = self._device
-        return torch.cat([self.recognizer.frame_features(views[i : i + step].to(device)).float().cpu() for i in range(0, views.shape[0], step)])
-
-    @torch.inference_mode()
-    def _pool(self, frames: torch.Tensor) -> torch.Tensor:
-        """``(..., T, D) -> (..., D')``: the run's temporal module, then the head's projection (if any)."""
-        t, d = frames.shape[-2:]
-        limit = getattr(self.recognizer.temporal, "max_frames", None)
-        if limit is not None and t > limit:
-            raise InputError(f"the run's temporal transformer pools at most {limit} frames at once, got {t} (use fewer --frames, or more --segments)", path=self.run_dir)
-        x = frames.reshape(-1, t, d).to(self._device).float()
-        video = self.recognizer.temporal(x)
-        projection = getattr(self.recognizer.head, "projection", None)
-        if projection is not None:
-            video = projection(video)
-        return video.float().cpu().reshape(*frames.shape[:-2], video.shape[-1])
 
 
 def _ranked(probs: torch.Tensor, labels: list[str], k: int) -> list[LabelScore]:
@@ -311,26 +287,23 @@ def _ranked(probs: torch.Tensor, labels: list[str], k: int) -> list[LabelScore]:
     return [LabelScore(label=labels[j], score=float(v)) for v, j in zip(values.tolist(), order.tolist())]
 
 
-def _unscorable(kind: str, run_dir: str | Path) -> InputError:
-    return InputError(f"a '{kind}' classifier head cannot score labels by name (it has no frozen class embeddings); train with classifier text, sentence, normal, orthogonal or lda", path=run_dir)
-
-
-def is_run_dir(model: str | Path) -> bool:
-    """Whether ``model`` names an ``openvocab train`` run directory (``config.yaml`` and a ``latest`` checkpoint)."""
-    p = Path(model).expanduser()
-    return p.is_dir() and (p / "config.yaml").is_file() and (p / "latest").is_file()
+def _unscorable(kind: str, source: str | Path) -> InputError:
+    return InputError(f"a '{kind}' classifier head cannot score labels by name (it has no frozen class embeddings); train with classifier text, sentence, normal, orthogonal or lda", path=source or None)
 
 
 def load(model: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None, label_bank: str | Path | bool | None = True, prompts: str | None = None, template: str | None = None) -> VideoClassifier:
-    """Load a classifier: ``openvocab.load("openai/clip-vit-base-patch32")``, a local model directory, or a
-    training run directory of ``openvocab train`` (``config.yaml`` + checkpoints; see :class:`RunClassifier`:
-    the run's temporal modules, classifier space and scale are used).
+    """Load a classifier: ``openvocab.load("openai/clip-vit-base-patch32")``, a local model directory,
+    ``random:ARCH``, or a training run directory of ``openvocab train`` (``config.yaml`` + checkpoints: the run's
+    streams, temporal modules, fusion, classifier space and scale are used). Models come from
+    :func:`openvocab.models.factory.load_recognizer`.
 
     ``label_bank``: ``True`` (default) uses the persistent bank at :meth:`LabelBank.default_path`, a path uses
     that file, ``False``/``None`` disables caching. ``prompts``: ``"ensemble"`` (CLIP's 28 Kinetics templates),
     ``"single"`` (one ``template``), ``"classname"``, or a path to a templates file; ``None`` (default) means
     ``"ensemble"`` for a CLIP model and the run's own prompt set (``model.prompts`` / ``model.template``) for a run.
     """
+    from openvocab.models.factory import is_run_dir, load_recognizer, run_spec
+
     bank: LabelBank | None
     if label_bank is True:
         bank = LabelBank(LabelBank.default_path())
@@ -339,37 +312,8 @@ def load(model: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = 
     else:
         bank = LabelBank(label_bank)  # type: ignore[arg-type]
     if is_run_dir(model):
-        return _load_run(model, device=device, dtype=dtype, bank=bank, prompts=prompts, template=template)
-    p = Path(model).expanduser()
-    if p.is_dir() and (p / "config.yaml").is_file() and not (p / "config.json").is_file():
-        raise InputError("looks like a training run directory but has no checkpoint yet (no 'latest' file)", path=p)
-    backbone = ClipBackbone.from_pretrained(model, device=device, dtype=dtype)
-    return VideoClassifier(backbone=backbone, label_bank=bank, prompts=_prompt_set(prompts or "ensemble", template))
-
-
-def _prompt_set(prompts: str, template: str | None) -> PromptSet:
-    if prompts in {"ensemble", "single", "classname"}:
-        pset = prompt_set(prompts, template=template)  # type: ignore[arg-type]
-    else:
-        from openvocab.text.prompts import load_templates_file
-
-        pset = load_templates_file(prompts)
-    return pset
-
-
-def _load_run(run: str | Path, *, device: str, dtype: torch.dtype | None, bank: LabelBank | None, prompts: str | None, template: str | None) -> RunClassifier:
-    from openvocab.eval.run import load_run
-    from openvocab.train.config import load_config
-
-    run_dir = Path(run).expanduser()
-    cfg = load_config(run_dir / "config.yaml")
-    if cfg.model.classifier == "linear":  # refuse before building the model
-        raise _unscorable("linear", run_dir)
-    if dtype is not None and dtype != torch.float32:
-        log.warning("%s: a training run is loaded in float32 (dtype %s ignored)", run_dir, dtype)
-    recognizer, cfg, class_names = load_run(run_dir, device=device)
-    if prompts is None:
-        prompts, template = cfg.model.prompts, cfg.model.template
-    elif cfg.model.classifier != "text":
-        log.warning("%s: --prompts is used only by a 'text' classifier; this run's is '%s'", run_dir, cfg.model.classifier)
-    return RunClassifier(recognizer=recognizer, cfg=cfg, class_names=class_names, run_dir=run_dir, label_bank=bank, prompts=_prompt_set(prompts, template))
+        kind = run_spec(model)[0].classifier
+        if kind == "linear":  # refuse before building the model
+            raise _unscorable(kind, Path(model).expanduser())
+    recognizer = load_recognizer(model, device=device, dtype=dtype, prompts=prompts, template=template)
+    return VideoClassifier(recognizer=recognizer, label_bank=bank)

@@ -2,7 +2,7 @@
 
 Used where openvocab must recognise weights again -- the label bank's text-tower fingerprint
 (:attr:`~openvocab.models.backbone.ClipBackbone.fingerprint`) and the frozen pretrained tensors a training checkpoint
-leaves out (:mod:`openvocab.train.checkpoint`). Each tensor contributes its name, shape and up to 4,096 evenly spaced
+leaves out (:mod:`openvocab.models.checkpoint`). Each tensor contributes its name, shape and up to 4,096 evenly spaced
 values (as float32), so digesting even ViT-L/14 takes milliseconds while any fine-tuning or other checkpoint changes
 the result. It identifies weights; it is not a security hash.
 """

@@ -5,8 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
+
+
+#: Words that start every "fewer timeline segments than asked" warning (the CLI shows those only with a timeline).
+TIMELINE_NOTE = "the timeline has"
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,8 @@ def to_csv(results: Sequence[ClipResult]) -> str:
     return buf.getvalue()
 
 
-def render_table(results: Sequence[ClipResult], *, show_segments: bool = False):
-    """A rich renderable: one block per video with its ranked labels (and the timeline when asked)."""
-    from rich.console import Group
+def render_table(results: Sequence[ClipResult], *, show_segments: bool = False) -> list:
+    """rich Tables, one per video with its ranked labels (and its timeline after it when asked); the CLI prints them."""
     from rich.table import Table
 
     blocks = []
@@ -117,4 +120,4 @@ def render_table(results: Sequence[ClipResult], *, show_segments: bool = False):
                 best = seg.labels[0]
                 timeline.add_row(f"{seg.start_s:.2f}", f"{seg.end_s:.2f}", best.label, f"{best.score:.4f}")
             blocks.append(timeline)
-    return Group(*blocks)
+    return blocks

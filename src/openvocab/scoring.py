@@ -6,8 +6,12 @@
 * Single-label: softmax over the vocabulary. Multi-label: an independent sigmoid per label,
   ``σ(scale·cos − bias)``; until the multi-label issue calibrates it, ``bias`` is a documented heuristic
   (``scale × 0.25``: for released CLIP models a matching video–text pair has cosine ≈ 0.3, a non-matching ≈ 0.2).
-* Multi-view testing: per-view probabilities averaged over temporal clips × spatial crops (Text4Vis §3 "4×3 views",
-  MOV §4.2 "the final score is averaged over 12 views").
+* Multi-view testing -- THE one rule, :func:`average_views`: every view (temporal clip × spatial crop) is pooled,
+  scored and turned into probabilities on its own, and the probabilities are averaged over the views (Text4Vis §3
+  "4×3 views", MOV §4.2 "the final score is averaged over 12 views"). ``classify``, ``evaluate``, the trainer's
+  validation and head training all score through :func:`view_probabilities` / :func:`clip_scores`, so a run's
+  logged ``val_top1`` at 4x3 and ``openvocab evaluate --views 4x3`` agree.
+* Per-segment scoring (:func:`score_segments`): a timeline of which label where.
 """
 
 from __future__ import annotations
@@ -54,6 +58,25 @@ def label_probabilities(logits: torch.Tensor, *, multi_label: bool = False, bias
     return torch.sigmoid(logits - bias)
 
 
+def average_views(view_probabilities: torch.Tensor, *, dim: int = -2) -> torch.Tensor:
+    """The multi-view rule: the mean of per-view probabilities over the view dimension (``(..., V, L) -> (..., L)``)."""
+    return view_probabilities.mean(dim=dim)
+
+
+def view_probabilities(view_logits: torch.Tensor, *, multi_label: bool = False, bias: float | None = None, logit_scale: float | None = None) -> torch.Tensor:
+    """Per-view logits ``(..., V, L)`` -> clip scores ``(..., L)``: probabilities per view, then :func:`average_views`.
+
+    For heads whose logits are not a scaled cosine (the linear probe) this is the whole scoring path."""
+    return average_views(label_probabilities(view_logits.float(), multi_label=multi_label, bias=bias, logit_scale=logit_scale))
+
+
+def clip_scores(view_embeddings: torch.Tensor, label_embeddings: torch.Tensor, *, logit_scale: float, multi_label: bool = False, bias: float | None = None) -> torch.Tensor:
+    """Pooled view embeddings ``(..., V, D)`` against labels ``(L, D)`` -> clip scores ``(..., L)``: cosine × scale
+    per view, probabilities per view, averaged over views (:func:`average_views`)."""
+    logits = similarity_logits(view_embeddings, label_embeddings, logit_scale=logit_scale)
+    return view_probabilities(logits, multi_label=multi_label, bias=bias, logit_scale=logit_scale)
+
+
 def score_views(view_frame_embeddings: torch.Tensor, label_embeddings: torch.Tensor, *, logit_scale: float, multi_label: bool = False, bias: float | None = None, pool: Pool | None = None) -> torch.Tensor:
     """Clip-level scores from per-view frame embeddings.
 
@@ -64,9 +87,8 @@ def score_views(view_frame_embeddings: torch.Tensor, label_embeddings: torch.Ten
     Returns ``(L,)``.
     """
     clip_embeddings = temporal_average(view_frame_embeddings, dim=-2) if pool is None else pool(view_frame_embeddings)  # (C, V, D)
-    logits = similarity_logits(clip_embeddings, label_embeddings, logit_scale=logit_scale)
-    probs = label_probabilities(logits, multi_label=multi_label, bias=bias, logit_scale=logit_scale)
-    return probs.reshape(-1, probs.shape[-1]).mean(dim=0)
+    flat = clip_embeddings.reshape(-1, clip_embeddings.shape[-1])  # (C*V, D): every view
+    return clip_scores(flat, label_embeddings, logit_scale=logit_scale, multi_label=multi_label, bias=bias)
 
 
 def score_segments(frame_embeddings: torch.Tensor, frame_times: torch.Tensor, label_embeddings: torch.Tensor, *, boundaries: torch.Tensor, logit_scale: float, multi_label: bool = False, bias: float | None = None, pool: Pool | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,7 @@
 """Torch datasets over manifests: the same decoding, sampling and preprocessing as ``openvocab classify``.
 
+Items carry ``inputs``, a mapping modality -> tensor (``{"rgb": ...}`` today), the recogniser's input contract.
+
 * training items: one clip of ``T`` frames sampled in train mode (random frame per TSN segment, or a random dense
   clip), augmented identically across frames (Text4Vis Table A.3) -> ``(T, 3, S, S)``;
 * evaluation items: test-mode sampling with ``temporal_views × spatial_crops`` views -> ``(C, V, T, 3, S, S)``.
@@ -95,19 +97,21 @@ class VideoClipDataset(Dataset):
         else:
             pixels = preprocess_frames(decoded.frames, size=self.clip.size, crops=self.sampler.spatial_crops, mean=self.clip.mean, std=self.clip.std, resize_short_side=self.clip.resize_short_side)
             pixels = pixels.reshape(self.sampler.spatial_crops, *indices.shape, *pixels.shape[2:])
-        return {"pixels": pixels, "target": self._target(record), "index": index}
+        return {"inputs": {"rgb": pixels}, "target": self._target(record), "index": index}
 
 
 def collate_skip_failed(items: list) -> dict:
     """Stack the items that decoded; ``dropped`` counts those that failed (each was logged).
 
-    When every item failed, ``pixels`` is ``None`` (the caller still learns how many samples were consumed)."""
+    The batch contract: ``inputs`` maps each modality to its batched tensor (``{"rgb": (B, ...)}``), the recogniser's
+    input mapping. When every item failed, ``inputs`` is ``None`` (the caller still learns how many samples were
+    consumed)."""
     good = [it for it in items if it is not None]
     if not good:
-        return {"pixels": None, "target": None, "index": torch.zeros(0, dtype=torch.long), "dropped": len(items)}
+        return {"inputs": None, "target": None, "index": torch.zeros(0, dtype=torch.long), "dropped": len(items)}
     target = [it["target"] for it in good]
     return {
-        "pixels": torch.stack([it["pixels"] for it in good]),
+        "inputs": {key: torch.stack([it["inputs"][key] for it in good]) for key in good[0]["inputs"]},
         "target": torch.stack(target) if isinstance(target[0], torch.Tensor) else torch.tensor(target, dtype=torch.long),
         "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
         "dropped": len(items) - len(good),

@@ -31,7 +31,7 @@ from openvocab.errors import InputError
 
 __all__ = [
     "as_numpy", "average_precision", "confusion_matrix", "mean_average_precision", "mean_class_accuracy", "multi_hot",
-    "multi_view_average", "predict", "topk_accuracy",
+    "predict", "topk_accuracy",
 ]
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -235,21 +235,3 @@ def confusion_matrix(preds: ArrayLike, targets: ArrayLike, num_classes: int) -> 
     y = _labels(targets, n=p.shape[0], num_classes=num_classes, name="targets")
     flat = np.bincount(y * num_classes + p, minlength=num_classes * num_classes)
     return flat.reshape(num_classes, num_classes).astype(np.int64)
-
-
-def multi_view_average(scores: ArrayLike, *, already_probabilities: bool) -> ArrayLike:
-    """``(N, V, C)`` per-view scores -> ``(N, C)``: softmax over classes per view (unless ``already_probabilities``),
-    then the mean over the ``V`` views (Text4Vis / MOV 4×3-view testing). Returns the input's kind (numpy/torch).
-    """
-    if isinstance(scores, torch.Tensor):
-        if scores.ndim != 3:
-            raise InputError(f"scores must have shape (N, views, C), got {tuple(scores.shape)}")
-        probs = scores.float() if already_probabilities else scores.float().softmax(dim=-1)
-        return probs.mean(dim=1)
-    s = as_numpy(scores, name="scores").astype(np.float64)
-    if s.ndim != 3:
-        raise InputError(f"scores must have shape (N, views, C), got {s.shape}")
-    if not already_probabilities:
-        e = np.exp(s - s.max(axis=-1, keepdims=True))
-        s = e / e.sum(axis=-1, keepdims=True)
-    return s.mean(axis=1)

@@ -1,8 +1,9 @@
 """Zero-shot evaluation protocols of Text4Vis §4.2 (Table 4), on pre-computed embeddings.
 
-Inputs are video embeddings ``(N, D)``, integer targets ``(N,)``, class text embeddings ``(C, D)`` (the frozen
-text classifier of Text4Vis Eq. 5) and CLIP's logit scale; scores are ``scale · cos(video, class)`` from
-:func:`openvocab.scoring.similarity_logits`, the one scoring path of openvocab.
+Inputs are video embeddings ``(N, D)`` or per view ``(N, V, D)``, integer targets ``(N,)``, class text embeddings
+``(C, D)`` (the frozen text classifier of Text4Vis Eq. 5) and CLIP's logit scale; scores are
+:func:`openvocab.scoring.clip_scores` over the classes in play (``scale · cos(video, class)`` per view, softmax,
+averaged over views), the one scoring path of openvocab.
 
 * :func:`full_protocol` — "directly evaluating on the full dataset" (UCF / HMDB / ANet columns).
 * :func:`half_class_protocol` — "randomly choose half of the test dataset's classes, 50 for UCF, 25 for HMDB, and
@@ -28,7 +29,7 @@ import torch
 
 from openvocab.errors import InputError
 from openvocab.eval.metrics import as_numpy, mean_class_accuracy, topk_accuracy
-from openvocab.scoring import similarity_logits
+from openvocab.scoring import clip_scores
 
 __all__ = [
     "DEFAULT_LOGIT_SCALE",
@@ -118,8 +119,10 @@ class NovelSplitsResult:
 def _inputs(video_embeddings, targets, class_embeddings) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
     v = torch.as_tensor(as_numpy(video_embeddings, name="video embeddings"), dtype=torch.float32)
     c = torch.as_tensor(as_numpy(class_embeddings, name="class embeddings"), dtype=torch.float32)
-    if v.ndim != 2 or c.ndim != 2 or v.shape[1] != c.shape[1]:
-        raise InputError(f"need video embeddings (N, D) and class embeddings (C, D), got {tuple(v.shape)} and {tuple(c.shape)}")
+    if v.ndim == 2:
+        v = v[:, None]  # one view
+    if v.ndim != 3 or c.ndim != 2 or v.shape[-1] != c.shape[1]:
+        raise InputError(f"need video embeddings (N, D) or (N, views, D) and class embeddings (C, D), got {tuple(v.shape)} and {tuple(c.shape)}")
     y = as_numpy(targets, name="targets")
     if y.ndim != 1 or y.shape[0] != v.shape[0]:
         raise InputError(f"targets must have shape ({v.shape[0]},), got {y.shape}")
@@ -139,9 +142,9 @@ def _evaluate_subset(v: torch.Tensor, y: np.ndarray, c: torch.Tensor, classes: n
     n = int(keep.sum())
     if n == 0:
         return {1: float("nan"), 5: float("nan")}, float("nan"), 0
-    logits = similarity_logits(v[torch.from_numpy(keep)], c[torch.from_numpy(classes)], logit_scale=logit_scale)
+    scores = clip_scores(v[torch.from_numpy(keep)], c[torch.from_numpy(classes)], logit_scale=logit_scale)
     sub_targets = remap[y[keep]]
-    return topk_accuracy(logits, sub_targets, ks=(1, 5)), mean_class_accuracy(logits, sub_targets), n
+    return topk_accuracy(scores, sub_targets, ks=(1, 5)), mean_class_accuracy(scores, sub_targets), n
 
 
 def _spread(values: Sequence[float]) -> tuple[float, float]:

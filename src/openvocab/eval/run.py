@@ -1,12 +1,13 @@
 """``openvocab evaluate``: a zero-shot CLIP or a trained recogniser on a labelled dataset, under a protocol.
 
-* the model: a CLIP checkpoint (zero-shot: TAP of CLIP frame embeddings) or a training run directory (its
-  ``config.yaml`` and latest checkpoint);
+* the model: anything :func:`openvocab.models.factory.load_recognizer` loads -- a CLIP checkpoint (zero-shot: TAP
+  of CLIP frame embeddings) or a training run directory (its spec and latest checkpoint);
 * the classes: the dataset's own names, embedded the way the model's classifier was built (CLIP prompts, or the
   other text encoder plus the learned visual projection) -- so a Kinetics-trained model is evaluated on UCF101 /
   HMDB51 / ActivityNet / Kinetics-600 classes it never saw (Text4Vis Table 4);
 * protocols (:mod:`openvocab.eval.protocols`): ``full``, ``half`` (half the classes × 10 trials, mean ± std) and
-  ``k600`` (3 split files of 160 classes); multi-view: per-view L2-normalised embeddings averaged;
+  ``k600`` (3 split files of 160 classes); multi-view: per-view probabilities averaged (the one rule of
+  :mod:`openvocab.scoring`, as ``classify`` and the trainer's validation);
 * the full protocol also reports mAP (ActivityNet's metric, Table 2) on the per-video softmax; untrimmed videos with
   several labels (ActivityNet ``videos`` mode) are scored multi-label: top-k is hit@k, no mean-class accuracy;
 * outputs: a JSON result, and optionally the confusion-matrix and class-correlation plots (Fig. 1 / A.5).
@@ -14,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -31,98 +31,73 @@ log = logging.getLogger(__name__)
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu"):
-    """A trained :class:`~openvocab.models.recognizer.VideoRecognizer` and its recipe, from a run directory."""
-    from openvocab.train.checkpoint import load_checkpoint, resolve_checkpoint
-    from openvocab.train.config import load_config
-    from openvocab.train.trainer import build_model
+    """A trained recogniser from a run directory (:func:`openvocab.models.factory.load_recognizer`)."""
+    from openvocab.models.factory import is_run_dir, load_recognizer
 
     run = Path(run_dir).expanduser()
-    if not (run / "config.yaml").is_file():
-        raise InputError("is not a training run directory (no config.yaml)", path=run)
-    cfg = load_config(run / "config.yaml")
-    step_dir = resolve_checkpoint(run)
-    state = json.loads((step_dir / "trainer_state.json").read_text())
-    class_names = state.get("extra", {}).get("class_names")
-    if not class_names:
-        raise InputError("checkpoint carries no class names", path=step_dir)
-    arch_check = True
-    if cfg.model.classifier == "lda":  # W̃ comes from the checkpoint: build the same frozen head shape, then load
-        cfg.model.classifier, arch_check = "normal", False
-    model = build_model(cfg, list(class_names), device=device)
-    load_checkpoint(run, model=model, arch=model.spec.to_dict() if arch_check else None, restore_rng=False)
-    if not arch_check:
-        cfg.model.classifier = "lda"
-    return model.eval(), cfg, list(class_names)
+    if not is_run_dir(run):
+        raise InputError("is not a training run directory (no config.yaml and 'latest' checkpoint)", path=run)
+    return load_recognizer(run, device=device)
 
 
-def class_embeddings(model, cfg, names: Sequence[str]) -> torch.Tensor:
-    """Embeddings of ``names`` in the space of the model's classifier (for open-vocabulary evaluation)."""
-    from openvocab.models.heads import sentence_weights, text_weights
-    from openvocab.text.prompts import load_templates_file, prompt_set
-
-    kind = "text" if cfg is None else cfg.model.classifier
-    if kind == "text":
-        if cfg is None or cfg.model.prompts in {"single", "ensemble", "classname"}:
-            prompts = prompt_set("ensemble" if cfg is None else cfg.model.prompts, template=None if cfg is None else cfg.model.template)  # type: ignore[arg-type]
-        else:
-            prompts = load_templates_file(cfg.model.prompts)
-        backbone = model if cfg is None else model.backbone
-        return text_weights(backbone, names, prompts)
-    if kind == "sentence":
-        return sentence_weights(cfg.model.sentence_encoder, names)
-    raise InputError(f"a '{kind}' classifier has no text encoder: it can only be evaluated on its own training classes")
+def class_embeddings(model, names: Sequence[str]) -> torch.Tensor:
+    """Embeddings of ``names`` in the space of the model's classifier, by its label encoder (for open-vocabulary
+    evaluation: CLIP text + the run's prompts, the sentence encoder; a closed-set head only knows its own classes)."""
+    encoder = model.label_encoder
+    if encoder is None or not encoder.open_vocabulary:
+        own = model.class_names
+        if encoder is not None and list(names) == own:
+            return encoder.encode(list(names))
+        raise InputError(f"a '{model.spec.classifier}' classifier has no text encoder: it can only be evaluated on its own training classes")
+    return encoder.encode(list(names))
 
 
 @torch.inference_mode()
-def video_embeddings(model, cfg, manifest: Manifest, *, sampler: SamplerSpec, batch_size: int = 8, workers: int = 2, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``(N, D)`` video embeddings (views: mean of L2-normalised view embeddings) and targets of the decodable videos:
-    class indices ``(N,)``, or multi-hot ``(N, C)`` when some video has several labels."""
-    from openvocab.models.backbone import ClipBackbone
-
-    backbone = model if isinstance(model, ClipBackbone) else model.backbone
-    spec = backbone.image_spec
+def video_embeddings(model, manifest: Manifest, *, sampler: SamplerSpec, batch_size: int = 8, workers: int = 2, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(N, views, D)`` per-view video embeddings in the classifier's space (scored by
+    :func:`openvocab.scoring.clip_scores`: probabilities averaged over views), the targets of the decodable
+    videos (class indices ``(N,)``, or multi-hot ``(N, C)`` when some video has several labels) and their record
+    indices in the manifest ``(N,)``."""
     multi = any(len(r.labels) > 1 for r in manifest.records)
-    ds = VideoClipDataset(manifest.records, sampler=sampler, clip=spec, multi_label=multi, num_classes=len(manifest.classes))
-    embs, targets = [], []
+    ds = VideoClipDataset(manifest.records, sampler=sampler, clip=model.backbone.image_spec, multi_label=multi, num_classes=len(manifest.classes))
+    embs, targets, index = [], [], []
     for batch in DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_failed):
-        if batch["pixels"] is None:
+        if batch["inputs"] is None:
             continue
-        px = batch["pixels"].to(device)  # (B, C, V, T, 3, S, S)
-        b, c, v, t = px.shape[:4]
-        flat = px.reshape(b * c * v, t, *px.shape[4:])
-        if isinstance(model, ClipBackbone):
-            e = model.encode_frames(flat.reshape(-1, *flat.shape[2:])).reshape(b * c * v, t, -1).mean(1)
-        else:
-            e = model(flat, embed=True)
-        e = torch.nn.functional.normalize(e.float(), dim=-1).reshape(b, c * v, -1).mean(1)
-        embs.append(e.cpu())
+        embs.append(view_embeddings(model, batch["inputs"], device=device).cpu())
         targets.append(batch["target"])
+        index.append(batch["index"])
     if not embs:
         raise InputError("no video of the dataset could be decoded", path=manifest.source)
-    return torch.cat(embs), torch.cat(targets)
+    return torch.cat(embs), torch.cat(targets), torch.cat(index)
 
 
-def evaluate(*, model_source: str, manifest: Manifest, protocol: str = "full", sampler: SamplerSpec = SamplerSpec(), trials: int = 10, seed: int = 0, split_files: Sequence[str] = (), batch_size: int = 8, workers: int = 2, device: str = "cpu", plots: str | Path | None = None) -> dict:
-    """Run one protocol; returns a JSON-able dict (see the module docstring)."""
+def view_embeddings(model, inputs: dict, *, device: str = "cpu") -> torch.Tensor:
+    """Batched test views ``{modality: (B, crops, views, T, ...)}`` -> ``(B, crops·views, D)`` embeddings in the
+    classifier's space (the trainer's validation and ``openvocab evaluate`` share this)."""
+    first = next(iter(inputs.values()))
+    b, c, v = first.shape[:3]
+    flat = {k: x.to(device).reshape(b * c * v, *x.shape[3:]) for k, x in inputs.items()}
+    return model(flat, embed=True).float().reshape(b, c * v, -1)
+
+
+def evaluate(*, model_source: str, manifest: Manifest, protocol: str = "full", sampler: SamplerSpec = SamplerSpec(), trials: int = 10, seed: int = 0, split_files: Sequence[str] = (), batch_size: int = 8, workers: int = 2, device: str = "cpu", plots: str | Path | None = None, predictions: str | Path | None = None) -> dict:
+    """Run one protocol; returns a JSON-able dict (see the module docstring). ``predictions``: also write a CSV
+    with one row per scored video (path, true labels, predicted label, its score), atomically."""
     from openvocab.eval import protocols
-    from openvocab.models.backbone import ClipBackbone
+    from openvocab.models.factory import load_recognizer
+    from openvocab.scoring import clip_scores
 
-    source = Path(model_source).expanduser()
-    if (source / "config.yaml").is_file() and (source / "latest").is_file():
-        model, cfg, run_names = load_run(source, device=device)
-        scale = float(getattr(model.head, "logit_scale", 100.0))
-    else:
-        model, cfg, run_names = ClipBackbone.from_pretrained(model_source, device=device), None, []
-        scale = model.logit_scale
+    model = load_recognizer(model_source, device=device).eval()
+    scale = model.logit_scale
     names = manifest.class_names(normalised=True)
-    if cfg is not None and cfg.model.classifier in {"normal", "orthogonal", "lda"} and names == run_names:
-        classes = model.head.weight  # a closed-set frozen classifier, evaluated on its own classes
-    else:
-        classes = class_embeddings(model, cfg, names)
+    classes = class_embeddings(model, names)
     multi = any(len(r.labels) > 1 for r in manifest.records)  # video_embeddings then gives multi-hot targets
     if multi and protocol != "full":
         raise InputError(f"the {protocol} protocol needs single-label videos, and some of {manifest.source} have several labels (use the full protocol)")
-    videos, targets = video_embeddings(model, cfg, manifest, sampler=sampler, batch_size=batch_size, workers=workers, device=device)
+    videos, targets, index = video_embeddings(model, manifest, sampler=sampler, batch_size=batch_size, workers=workers, device=device)
+    if predictions is not None:
+        _write_predictions(predictions, manifest, index, clip_scores(videos, classes, logit_scale=scale), names)
     result: dict = {"model": model_source, "dataset": manifest.source, "protocol": protocol, "videos": int(targets.shape[0]), "classes": len(names), "views": f"{sampler.temporal_views}x{sampler.spatial_crops}", "frames": sampler.frames}
     if multi:
         result["multi_label"] = True
@@ -139,12 +114,11 @@ def evaluate(*, model_source: str, manifest: Manifest, protocol: str = "full", s
     if plots is not None:
         from openvocab.eval.metrics import confusion_matrix
         from openvocab.eval.plots import plot_class_correlation, plot_confusion_matrix
-        from openvocab.scoring import similarity_logits
 
         out = Path(plots).expanduser()
         result["plots"] = []
         if not multi:  # a confusion matrix needs one true class per video
-            scores = similarity_logits(videos, classes, logit_scale=scale)
+            scores = clip_scores(videos, classes, logit_scale=scale)
             plot_confusion_matrix(confusion_matrix(scores, targets, len(names)), names, out / "confusion_matrix.png")
             result["plots"].append(str(out / "confusion_matrix.png"))
         plot_class_correlation(classes, names, out / "class_correlation.png")
@@ -152,15 +126,34 @@ def evaluate(*, model_source: str, manifest: Manifest, protocol: str = "full", s
     return result
 
 
+def _write_predictions(path: str | Path, manifest: Manifest, index: torch.Tensor, scores: torch.Tensor, names: Sequence[str]) -> None:
+    import csv
+    import io
+
+    from openvocab.atomic import atomic_write
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "labels", "predicted", "score"])
+    best, top = scores.max(dim=-1)
+    for i, p, s in zip(index.tolist(), top.tolist(), best.tolist()):
+        record = manifest.records[i]
+        writer.writerow([record.path, "|".join(names[j] for j in record.labels), names[p], f"{s:.6f}"])
+    try:
+        atomic_write(Path(path).expanduser(), buf.getvalue())
+    except OSError as exc:
+        raise InputError(f"cannot write predictions ({exc.strerror or exc})", path=path) from None
+
+
 def _full_with_map(videos: torch.Tensor, targets: torch.Tensor, classes: torch.Tensor, scale: float) -> dict:
     """The full protocol's accuracies plus ``map`` (mean over classes with a positive video of the average precision
-    of the per-video softmax scores; Text4Vis Table 2); for multi-hot targets top-k is hit@k and there is no
+    of the per-video scores (softmax per view, averaged over views); Text4Vis Table 2); for multi-hot targets top-k is hit@k and there is no
     mean-class accuracy."""
     from openvocab.eval import protocols
     from openvocab.eval.metrics import mean_average_precision, topk_accuracy
-    from openvocab.scoring import similarity_logits
+    from openvocab.scoring import clip_scores
 
-    probs = similarity_logits(videos, classes, logit_scale=scale).float().softmax(-1)
+    probs = clip_scores(videos, classes, logit_scale=scale)
     if targets.ndim == 1:
         out = protocols.full_protocol(videos, targets, classes, logit_scale=scale).to_dict()
     else:

@@ -96,8 +96,8 @@ def extract_features(
         frames, targets, index, tokens = [], [], [], []
         for batch in DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_failed):
             done += len(batch["index"]) + batch["dropped"]
-            if batch["pixels"] is not None:
-                px = batch["pixels"]  # (B, C, V, T, 3, S, S)
+            if batch["inputs"] is not None:
+                px = batch["inputs"]["rgb"]  # (B, C, V, T, 3, S, S)
                 b, c, v, t = px.shape[:4]
                 flat = px.reshape(b * c * v * t, *px.shape[4:])
                 frames.append(backbone.encode_frames(flat).float().reshape(b, c * v, t, -1).half().cpu())

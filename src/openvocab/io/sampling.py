@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 
 from openvocab.errors import InputError
+from openvocab.io.choices import SAMPLERS
 
 __all__ = [
     "SamplerSpec",
@@ -148,8 +149,7 @@ class SamplerSpec:
     spatial_crops: int = 1
 
     def __post_init__(self) -> None:
-        if self.kind not in ("uniform", "dense"):
-            raise InputError(f"sampler kind must be 'uniform' or 'dense', got {self.kind!r}")
+        SAMPLERS.check(self.kind)
         for name in ("frames", "stride", "temporal_views", "spatial_crops"):
             _positive_int(getattr(self, name), name)
         if self.spatial_crops not in (1, 3):

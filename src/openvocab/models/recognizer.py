@@ -1,53 +1,35 @@
-"""The trainable video recogniser: CLIP vision tower + temporal module + classifier head (Text4Vis Fig. 2c).
+"""The video recogniser: per-modality streams, a fusion and a classifier head (Text4Vis Fig. 2c, MOV Fig. 2).
 
-``pixels (B, T, 3, H, W) -> frame features (B, T, D) -> temporal module -> video embedding (B, D) -> head -> logits``
+``inputs {modality: (B, T, C, H, W)} -> per stream: CLIP tower -> frame features (B, T, D_s) -> temporal module
+-> (B, D_s) -> fusion -> video embedding (B, D) -> head (label encoder rows W̃) -> logits``
 
-Only the vision side learns; the text tower is frozen (its knowledge lives in the frozen classifier ``W̃``). The
-same object scores cached frame features (:meth:`VideoRecognizer.logits_from_frame_features`), so heads train from
-the feature cache without touching video or backbone.
+A stream is one CLIP tower with its temporal modelling (TAP / T-Trans after the tower, TokenT1D / T1D inside it);
+today's recognisers have one RGB stream, MOV adds flow and audio streams and a cross-attention fusion. Zero-shot
+CLIP is the recogniser with a frozen RGB stream, TAP, identity fusion and a CLIP-text head without training classes.
+The text towers are frozen unless the contrastive baseline trains them online. The same object scores cached
+frame features (:meth:`VideoRecognizer.logits_from_frame_features`), so heads train from the feature cache.
+Build recognisers with :func:`openvocab.models.factory.create_recognizer` / ``load_recognizer``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
+from openvocab.errors import InputError
 from openvocab.models.backbone import ClipBackbone
-from openvocab.models.heads import FrozenClassifier, LinearClassifier
+from openvocab.models.spec import RecognizerSpec, StreamSpec, is_legacy, legacy_state_key
 from openvocab.models.temporal import ResNetT1D, TokenT1D, build_temporal
 
-
-@dataclass(frozen=True)
-class RecognizerSpec:
-    """Everything that fixes the recogniser's architecture; saved with checkpoints and compared on resume."""
-
-    model: str
-    num_classes: int
-    classifier: str = "text"  # text | sentence | normal | orthogonal | lda | linear
-    classifier_dim: int = 0  # width of W̃ (the text encoder's); 0 = the backbone's embedding dim
-    temporal: str = "tap"  # tap | ttrans
-    temporal_layers: int = 6
-    token_t1d_blocks: tuple[int, ...] = field(default_factory=tuple)
-    t1d_stages: tuple[int, ...] = field(default_factory=tuple)  # CLIP-ResNet stages with T1D (4, 5 = res4-5)
-    t1d_init: str = "shift"
-    frames: int = 8
-    train_backbone: bool = True
-    train_text: bool = False  # the contrastive baseline with the text encoder online (ActionCLIP; Table 9)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["token_t1d_blocks"] = list(self.token_t1d_blocks)
-        d["t1d_stages"] = list(self.t1d_stages)
-        return d
+Inputs = Mapping[str, torch.Tensor] | torch.Tensor
 
 
-class VideoRecognizer(nn.Module):
-    """Backbone + temporal module + head; see the module docstring."""
+class Stream(nn.Module):
+    """One modality: a CLIP tower, its in-tower temporal hooks (TokenT1D / T1D) and its temporal module."""
 
-    def __init__(self, *, backbone: ClipBackbone, head: nn.Module, spec: RecognizerSpec) -> None:
+    def __init__(self, *, backbone: ClipBackbone, spec: StreamSpec) -> None:
         super().__init__()
         self.backbone = backbone
         self.spec = spec
@@ -59,38 +41,21 @@ class VideoRecognizer(nn.Module):
             width = int(backbone.clip.config.vision_config.hidden_size)
             self.token_t1d = TokenT1D(width=width, blocks=spec.token_t1d_blocks).attach(backbone)
         self.t1d = ResNetT1D(stages=spec.t1d_stages, init=spec.t1d_init).attach(backbone) if spec.t1d_stages else None
-        self.head = head
-        for p in backbone.clip.text_model.parameters():  # the text side learns only in the online contrastive mode
-            p.requires_grad_(spec.train_text)
-        backbone.clip.text_projection.requires_grad_(spec.train_text)
-        backbone.clip.logit_scale.requires_grad_(False)
         if not spec.train_backbone:
             for p in backbone.clip.vision_model.parameters():
                 p.requires_grad_(False)
             backbone.clip.visual_projection.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "VideoRecognizer":
-        """As ``nn.Module.train``, except that a frozen backbone stays in eval mode: a CLIP-ResNet's BatchNorm must
-        not update its running statistics while its weights are frozen."""
-        super().train(mode)
-        if mode and not self.spec.train_backbone:
-            self.backbone.eval()
-        return self
+    @property
+    def dim(self) -> int:
+        return self.backbone.embed_dim
 
     @property
-    def num_classes(self) -> int:
-        return int(self.head.num_classes)
-
-    def enable_gradient_checkpointing(self) -> None:
-        """Recompute each vision block in backward instead of storing activations (memory for compute)."""
-        clip = self.backbone.clip
-        if hasattr(clip, "activation_checkpointing_enable"):  # transformers >= 5.x
-            clip.activation_checkpointing_enable()
-        else:
-            clip.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    def max_frames(self) -> int | None:
+        return getattr(self.temporal, "max_frames", None)
 
     def frame_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``(B, T, 3, H, W) -> (B, T, D)`` CLIP frame embeddings (TokenT1D mixes class tokens over T inside)."""
+        """``(B, T, 3, H, W) -> (B, T, D)`` CLIP frame embeddings (TokenT1D / T1D mix the T frames of a video)."""
         b, t = pixels.shape[:2]
         for inserted in (self.token_t1d, self.t1d):
             if inserted is not None:
@@ -98,58 +63,166 @@ class VideoRecognizer(nn.Module):
         feats = self.backbone.encode_frames(pixels.reshape(b * t, *pixels.shape[2:]))
         return feats.reshape(b, t, -1)
 
-    def logits_from_frame_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """Temporal module + head on precomputed frame features ``(B, T, D) -> (B, C)``."""
-        return self.head(self.temporal(frames.float()))
+    def pool(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(..., T, D) -> (..., D)``: the temporal module over any leading dimensions."""
+        t, d = frames.shape[-2:]
+        limit = self.max_frames
+        if limit is not None and t > limit:
+            raise InputError(f"the temporal transformer pools at most {limit} frames at once, got {t} (use fewer --frames, or more --segments)")
+        return self.temporal(frames.reshape(-1, t, d).float()).reshape(*frames.shape[:-2], -1)
 
-    def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.temporal(self.frame_features(pixels).float())
 
-    def forward(self, pixels: torch.Tensor, *, embed: bool = False, text: dict | None = None):
+class VideoRecognizer(nn.Module):
+    """Streams + fusion + head; see the module docstring. ``spec`` is a :class:`RecognizerSpec`."""
+
+    def __init__(self, *, streams: Mapping[str, Stream], fusion: nn.Module, head: nn.Module, spec: RecognizerSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.streams = nn.ModuleDict(dict(streams))
+        self.fusion = fusion
+        self.head = head
+        for stream in self.streams.values():  # the text side learns only in the online contrastive mode
+            clip = stream.backbone.clip
+            for p in clip.text_model.parameters():
+                p.requires_grad_(spec.train_text and stream is self.primary_stream)
+            clip.text_projection.requires_grad_(spec.train_text and stream is self.primary_stream)
+            clip.logit_scale.requires_grad_(False)
+
+    # ------------------------------------------------------------------ the primary stream (single-stream access)
+    @property
+    def primary_stream(self) -> Stream:
+        return self.streams[self.spec.primary]
+
+    @property
+    def backbone(self) -> ClipBackbone:
+        """The primary stream's CLIP model (its text tower is the CLIP-text label encoder's)."""
+        return self.primary_stream.backbone
+
+    @property
+    def temporal(self) -> nn.Module:
+        return self.primary_stream.temporal
+
+    @property
+    def token_t1d(self):
+        return self.primary_stream.token_t1d
+
+    @property
+    def t1d(self):
+        return self.primary_stream.t1d
+
+    @property
+    def label_encoder(self):
+        return self.head.label_encoder
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.head.logit_scale)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.head.num_classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(getattr(self.label_encoder, "class_names", []) or getattr(self, "_class_names", []))
+
+    def train(self, mode: bool = True) -> VideoRecognizer:
+        """As ``nn.Module.train``, except that frozen towers stay in eval mode: a CLIP-ResNet's BatchNorm must not
+        update its running statistics while its weights are frozen."""
+        super().train(mode)
+        if mode:
+            for stream in self.streams.values():
+                if not stream.spec.train_backbone:
+                    stream.backbone.eval()
+        return self
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute each vision block in backward instead of storing activations (memory for compute)."""
+        for stream in self.streams.values():
+            clip = stream.backbone.clip
+            if hasattr(clip, "activation_checkpointing_enable"):  # transformers >= 5.x
+                clip.activation_checkpointing_enable()
+            else:
+                clip.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    # ------------------------------------------------------------------ forward pieces
+    def _inputs(self, inputs: Inputs) -> Mapping[str, torch.Tensor]:
+        if isinstance(inputs, torch.Tensor):
+            return {"rgb": inputs}
+        return inputs
+
+    def frame_features(self, inputs: Inputs) -> dict[str, torch.Tensor]:
+        """``{modality: (B, T, C, H, W)}`` (or one RGB tensor) -> ``{stream: (B, T, D_s)}``."""
+        inputs = self._inputs(inputs)
+        out = {}
+        for name, stream in self.streams.items():
+            if stream.spec.input not in inputs:
+                raise InputError(f"stream '{name}' needs the '{stream.spec.input}' input; got {sorted(inputs)}")
+            out[name] = stream.frame_features(inputs[stream.spec.input])
+        return out
+
+    def embed_frames(self, frames: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """Frame features ``{stream: (..., T, D_s)}`` (a tensor for one stream) -> video embeddings ``(..., D')`` in
+        the label space: temporal modules, fusion, then the head's projection (if any)."""
+        if isinstance(frames, torch.Tensor):
+            frames = {self.spec.primary: frames}
+        pooled = {name: self.streams[name].pool(x) for name, x in frames.items()}
+        return self.head.embed(self.fusion(pooled))
+
+    def logits_from_frame_features(self, frames: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """Temporal modules + fusion + head on precomputed frame features ``(B, T, D) -> (B, C)``."""
+        if isinstance(frames, torch.Tensor):
+            frames = {self.spec.primary: frames}
+        pooled = {name: self.streams[name].pool(x) for name, x in frames.items()}
+        return self.head(self.fusion(pooled))
+
+    def encode_video(self, inputs: Inputs) -> torch.Tensor:
+        """The fused video embedding before the head ``(B, D)``."""
+        return self.fusion({name: self.streams[name].pool(x.float()) for name, x in self.frame_features(inputs).items()})
+
+    def forward(self, inputs: Inputs, *, embed: bool = False, text: dict | None = None):
         """Logits ``(B, C)``; with ``embed=True`` the video embedding in the classifier's space (after the head's
         projection, if any), and with ``text`` (tokenizer output) also the online text embeddings:
         ``(video, text)`` -- contrastive losses go through the same (DDP-wrapped) forward as CE."""
-        video = self.encode_video(pixels)
+        video = self.encode_video(inputs)
         if not embed:
             return self.head(video)
-        video = self.head.projection(video) if hasattr(self.head, "projection") else video
+        video = self.head.embed(video)
         if text is None:
             return video
         return video, self.backbone.encode_text(text["input_ids"], text.get("attention_mask"))
 
+    # ------------------------------------------------------------------ checkpoints
     def frozen_pretrained_keys(self) -> set[str]:
-        """State-dict keys of the CLIP parameters this recogniser never trains (the text tower and logit scale,
-        unless the text side is online; the vision tower too when ``train_backbone`` is off). Building the same
-        spec loads them again from ``spec.model``, so checkpoints need not store them (buffers are always stored)."""
-        return {f"backbone.clip.{n}" for n, p in self.backbone.clip.named_parameters() if not p.requires_grad}
+        """State-dict keys of the pretrained CLIP parameters this recogniser never trains, in every stream (text
+        towers and logit scales, unless the text side is online; vision towers when ``train_backbone`` is off).
+        Building the same spec loads them again, so checkpoints store only their digests (buffers are stored)."""
+        return {
+            f"streams.{name}.backbone.clip.{n}"
+            for name, stream in self.streams.items()
+            for n, p in stream.backbone.clip.named_parameters()
+            if not p.requires_grad
+        }
+
+    def upgrade_checkpoint(self, arch: Mapping) -> tuple[dict, object]:
+        """For :func:`openvocab.models.checkpoint.load_checkpoint`: a saved ``arch`` in today's form, and a function
+        mapping saved state-dict keys to today's (single-stream run directories name ``backbone.*``)."""
+        if is_legacy(arch):
+            return RecognizerSpec.from_dict(arch).arch(), lambda key: legacy_state_key(key, primary=self.spec.primary)
+        return dict(arch), None
 
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
-
-def build_head(spec: RecognizerSpec, *, backbone: ClipBackbone, class_names: Sequence[str], prompts=None, lda_features=None, lda_labels=None, sentence_encoder: str = "minilm", seed: int = 0, logit_scale: float | None = None) -> nn.Module:
-    """The classifier head named by ``spec.classifier`` (Text4Vis Table 6 / Table 7 rows). The frozen heads use
-    ``logit_scale`` (default: the CLIP model's learned temperature, 100 for released checkpoints)."""
-    from openvocab.models import heads
-    from openvocab.text.prompts import prompt_set
-
-    dim, c = backbone.embed_dim, spec.num_classes
-    scale = backbone.logit_scale if logit_scale is None else float(logit_scale)
-    if len(class_names) != c:
-        raise ValueError(f"{len(class_names)} class names for {c} classes")
-    kind = spec.classifier
-    if kind == "linear":
-        return LinearClassifier(input_dim=dim, num_classes=c)
-    if kind == "text":
-        return FrozenClassifier(heads.text_weights(backbone, class_names, prompts or prompt_set("single")), logit_scale=scale)
-    if kind == "sentence":
-        return FrozenClassifier(heads.sentence_weights(sentence_encoder, class_names), logit_scale=scale, projection_from=dim)
-    if kind == "normal":
-        return FrozenClassifier(heads.random_normal_weights(c, dim, seed=seed), logit_scale=scale)
-    if kind == "orthogonal":
-        return FrozenClassifier(heads.random_orthogonal_weights(c, dim, seed=seed), logit_scale=scale)
-    if kind == "lda":
-        if lda_features is None:
-            raise ValueError("the LDA classifier needs pre-extracted features (lda_features, lda_labels)")
-        return FrozenClassifier(heads.lda_weights(lda_features, lda_labels, num_classes=c), logit_scale=scale)
-    raise ValueError(f"unknown classifier '{kind}' (text, sentence, normal, orthogonal, lda, linear)")
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Trainable parameters by optimiser group: ``backbone`` (pretrained towers), ``label_encoder`` (a trainable
+        label encoder inside the head) and ``head`` (temporal modules, T1D convolutions, fusion, head)."""
+        groups: dict[str, list] = {"backbone": [], "head": [], "label_encoder": []}
+        for n, p in self.trainable_named_parameters():
+            if ".backbone." in f".{n}" and n.startswith("streams."):
+                groups["backbone"].append((n, p))
+            elif n.startswith("head.label_encoder."):
+                groups["label_encoder"].append((n, p))
+            else:
+                groups["head"].append((n, p))
+        return groups

@@ -179,10 +179,23 @@ class ResNetT1D(_FrameHooks):
         return hook
 
 
+def build_tap(*, dim: int, layers: int = 6, max_frames: int = 64) -> TemporalAveragePooling:
+    """TAP (no parameters; ``dim``/``layers``/``max_frames`` are accepted for a uniform builder signature)."""
+    return TemporalAveragePooling()
+
+
+def build_ttrans(*, dim: int, layers: int = 6, max_frames: int = 64) -> TemporalTransformer:
+    return TemporalTransformer(dim=dim, layers=layers, max_frames=max_frames)
+
+
 def build_temporal(kind: str, *, dim: int, layers: int = 6, max_frames: int = 64) -> nn.Module:
-    """``"tap"`` or ``"ttrans"`` (TokenT1D lives inside the backbone: see :class:`TokenT1D`)."""
-    if kind == "tap":
-        return TemporalAveragePooling()
-    if kind == "ttrans":
-        return TemporalTransformer(dim=dim, layers=layers, max_frames=max_frames)
-    raise ValueError(f"unknown temporal module '{kind}' (tap, ttrans)")
+    """The temporal module named ``kind`` in :data:`openvocab.models.choices.TEMPORAL` (TokenT1D / T1D live inside
+    the backbone: see :class:`TokenT1D`, :class:`ResNetT1D`)."""
+    from openvocab.models.choices import TEMPORAL
+
+    try:
+        return TEMPORAL.build(kind, dim=dim, layers=layers, max_frames=max_frames)
+    except Exception as exc:
+        if kind not in TEMPORAL:
+            raise ValueError(str(exc)) from None
+        raise

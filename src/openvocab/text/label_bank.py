@@ -73,7 +73,6 @@ class LabelBank:
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path).expanduser()
-        self.last_encoded: int = 0
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         try:
@@ -205,29 +204,36 @@ class LabelBank:
                 rows,
             )
 
+    def embeddings(self, encoder, labels: Sequence[str], *, progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, int]:
+        """``(embeddings (L, D), how many were encoded now)`` of ``labels`` by a label encoder
+        (:class:`~openvocab.text.label_encoders.LabelEncoder`), cached under its ``fingerprint`` and ``prompt_key``;
+        closed-set encoders are not cached (their rows are the classifier's own)."""
+        if not encoder.open_vocabulary:
+            return encoder.encode(list(labels)), 0
+        return self.get_or_encode(fingerprint=encoder.fingerprint, prompt_set=encoder.prompt_key, labels=labels, encode=lambda missing: encoder.encode(missing, progress=progress))
+
     def get_or_encode(
         self,
         *,
         fingerprint: str,
-        prompt_set: PromptSet,
+        prompt_set: PromptSet | str,
         labels: Sequence[str],
         encode: Callable[[list[str]], torch.Tensor],
-    ) -> torch.Tensor:
-        """Embeddings (L, D) float32 for ``labels`` in order; ``encode`` runs once, on the missing labels only.
+    ) -> tuple[torch.Tensor, int]:
+        """``(embeddings (L, D) float32 for labels in order, M)``; ``encode`` runs once, on the M missing labels only.
 
         ``encode(missing)`` must return an (M, D) tensor for the M missing labels (in their order). The new rows
-        are stored in one transaction; :attr:`last_encoded` is set to M (0 when everything was cached and
-        ``encode`` was not called). Repeated labels are looked up and encoded once.
+        are stored in one transaction; M is 0 when everything was cached and ``encode`` was not called (the count
+        is returned, not kept on the bank: one bank serves concurrent callers). Repeated labels are encoded once.
         """
         if isinstance(labels, str):
             raise TypeError("labels must be a sequence of strings, not one string")
         ordered = list(dict.fromkeys(labels))
         if not ordered:
             raise InputError("empty label list")
-        key = prompt_set.key
+        key = prompt_set.key if isinstance(prompt_set, PromptSet) else prompt_set
         found = self._lookup(fingerprint, key, ordered)
         missing = [label for label in ordered if label not in found]
-        self.last_encoded = 0
         if missing:
             encoded = encode(list(missing))
             if not isinstance(encoded, torch.Tensor) or encoded.dim() != 2 or encoded.shape[0] != len(missing):
@@ -236,7 +242,6 @@ class LabelBank:
             self._store(fingerprint, key, missing, encoded, replace=False)
             array = encoded.detach().to("cpu", torch.float32).numpy()
             found.update({label: array[i] for i, label in enumerate(missing)})
-            self.last_encoded = len(missing)
         dims = {found[label].shape[0] for label in ordered}
         if len(dims) != 1:
             raise InputError(
@@ -245,7 +250,7 @@ class LabelBank:
                 path=self.path,
             )
         stacked = np.stack([found[label] for label in labels]).astype(np.float32, copy=False)
-        return torch.from_numpy(np.ascontiguousarray(stacked))
+        return torch.from_numpy(np.ascontiguousarray(stacked)), len(missing)
 
     # ------------------------------------------------------------------ inspection and maintenance
     def count(self, *, fingerprint: str | None = None, prompt_key: str | None = None) -> int:
@@ -335,6 +340,66 @@ class LabelBank:
             payload = text.getvalue().encode("utf-8")
         _write_bytes_atomic(target, payload)
         return len(names)
+
+    # ------------------------------------------------------------------ model names and removal
+    def note_model(self, fingerprint: str, model: str) -> None:
+        """Remember that ``model`` (a hub id, a model directory, ``random:ARCH``) has text-tower ``fingerprint``, so
+        listings can name the model. Several names may share a fingerprint (a hub id and a local copy of it)."""
+        with self._guard(), self._write() as conn:
+            conn.execute(_MODELS_SCHEMA)
+            conn.execute("INSERT OR REPLACE INTO models (fingerprint, model, seen_at) VALUES (?, ?, ?)", (fingerprint, str(model), time.time()))
+
+    def model_names(self) -> dict[str, list[str]]:
+        """``fingerprint -> model names`` recorded by :meth:`note_model`, most recently noted first (fingerprints
+        never named are absent)."""
+        with self._lock, self._guard():
+            if not _has_models_table(self._db):
+                return {}
+            rows = self._db.execute("SELECT fingerprint, model FROM models ORDER BY seen_at DESC, model").fetchall()
+        names: dict[str, list[str]] = {}
+        for fingerprint, model in rows:
+            names.setdefault(str(fingerprint), []).append(str(model))
+        return names
+
+    def discard(self, *, fingerprint: str | None = None, prompt_key: str | None = None, labels: Sequence[str] | None = None) -> list[LabelRecord]:
+        """Delete stored embeddings and return what was deleted, in one transaction: everything (no arguments), or
+        those of a fingerprint and/or prompt key, optionally only ``labels``. Model names whose fingerprint has no
+        embedding left are forgotten as well."""
+        if isinstance(labels, str):
+            raise TypeError("labels must be a sequence of strings, not one string")
+        where, args = _filters(fingerprint, prompt_key)
+        columns = "fingerprint, prompt_key, label, dim, created_at"
+        order = " ORDER BY fingerprint, prompt_key, created_at, label"
+        rows: list[tuple] = []
+        with self._guard(), self._write() as conn:
+            if labels is None:
+                rows = conn.execute(f"SELECT {columns} FROM embeddings{where}{order}", args).fetchall()
+                conn.execute(f"DELETE FROM embeddings{where}", args)
+            else:
+                unique = list(dict.fromkeys(labels))
+                joiner = " AND " if where else " WHERE "
+                for start in range(0, len(unique), _CHUNK):
+                    chunk = unique[start : start + _CHUNK]
+                    clause = f"{where}{joiner}label IN ({','.join('?' * len(chunk))})"
+                    rows.extend(conn.execute(f"SELECT {columns} FROM embeddings{clause}{order}", (*args, *chunk)).fetchall())
+                    conn.execute(f"DELETE FROM embeddings{clause}", (*args, *chunk))
+            if _has_models_table(conn):
+                conn.execute("DELETE FROM models WHERE fingerprint NOT IN (SELECT DISTINCT fingerprint FROM embeddings)")
+        return [LabelRecord(str(f), str(k), str(label), int(d), float(t)) for f, k, label, d, t in rows]
+
+
+_MODELS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    fingerprint TEXT NOT NULL,
+    model TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (fingerprint, model)
+) WITHOUT ROWID
+"""
+
+
+def _has_models_table(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'models'").fetchone() is not None
 
 
 def _filters(fingerprint: str | None, prompt_key: str | None) -> tuple[str, tuple[str, ...]]:

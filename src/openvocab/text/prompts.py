@@ -278,3 +278,25 @@ def normalise_class_name(name: str) -> str:
     parts = [piece for piece in collapsed.split("_") if piece]
     words = [word for piece in parts for word in _CAMEL.split(piece) if word]
     return " ".join(words).lower()
+
+
+PROMPT_MODES = ("ensemble", "single", "classname")
+
+
+def resolve_prompts(prompts: str | PromptSet | None = None, *, template: str | None = None, default: str = "ensemble") -> PromptSet:
+    """THE prompt rule of openvocab (classify, labels, train, evaluate, features all use it).
+
+    ``prompts`` is a :class:`PromptSet`, one of :data:`PROMPT_MODES` (``template`` applies to ``"single"``), or the
+    path of a templates file (one template a line with one ``{}``; see :func:`load_templates_file`); ``None`` means
+    ``default``. Anything else is refused in one line.
+    """
+    if isinstance(prompts, PromptSet):
+        return prompts
+    name = default if prompts is None else str(prompts)
+    if name in PROMPT_MODES:
+        return prompt_set(name, template=template)  # type: ignore[arg-type]
+    if template is not None:
+        raise InputError("--template only applies to --prompts single")
+    if not Path(name).expanduser().is_file():
+        raise InputError(f"--prompts must be one of {', '.join(PROMPT_MODES)} or a templates file, got '{name}' (no such file)")
+    return load_templates_file(Path(name).expanduser())

@@ -4,10 +4,12 @@
   InfoNCE with batch gathering).
 * :mod:`openvocab.train.schedule` — AdamW and the warm-up + cosine schedule of Text4Vis Table A.3.
 * :mod:`openvocab.train.samplers` — a resumable DistributedSampler, the K-shot C-way subset and sample repetition.
-* :mod:`openvocab.train.checkpoint` — atomic, pickle-free checkpoints (safetensors + JSON).
+* :mod:`openvocab.train.head_training` — temporal module + head training on the feature cache.
+* checkpoints are written and read by :mod:`openvocab.models.checkpoint` (the library loads trained runs without
+  this package).
 """
 
-from openvocab.train.checkpoint import load_checkpoint, save_checkpoint
+from openvocab.models.checkpoint import load_checkpoint, save_checkpoint
 from openvocab.train.losses import distributed_infonce, frozen_classifier_ce, gather_with_grad, targets_from_labels
 from openvocab.train.samplers import ResumableDistributedSampler, few_shot_indices, repeat_to_length
 from openvocab.train.schedule import build_adamw, cosine_with_warmup, no_weight_decay

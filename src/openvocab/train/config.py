@@ -21,19 +21,36 @@ import yaml
 from openvocab.errors import InputError
 
 
+#: Keys of one input stream (a modality's CLIP tower + temporal modelling); the flat ``model.<key>`` form of
+#: earlier recipes sets the primary stream's (``model.temporal`` == ``model.rgb.temporal``).
 @dataclass
-class ModelConfig:
+class StreamConfig:
     model: str = "openai/clip-vit-base-patch16"
-    classifier: str = "text"  # text | sentence | normal | orthogonal | lda | linear
-    prompts: str = "single"  # single | ensemble | classname | path to a templates file
-    template: str | None = None
-    sentence_encoder: str = "minilm"
-    temporal: str = "tap"  # tap | ttrans
+    input: str = "rgb"  # the input modality this stream reads (models.choices.MODALITIES)
+    temporal: str = "tap"  # tap | ttrans (models.choices.TEMPORAL)
     temporal_layers: int = 6
     token_t1d_blocks: list[int] = field(default_factory=list)
     t1d_stages: list[int] = field(default_factory=list)  # CLIP-ResNet T1D in these stages, e.g. [4, 5] = res4-5 (Table 8)
     t1d_init: str = "shift"  # shift (TSM pattern, 1/8 channels each way) | identity (pretrained model unchanged at step 0)
     train_backbone: bool = True
+
+
+STREAM_KEYS = tuple(f.name for f in dataclasses.fields(StreamConfig))
+
+
+@dataclass
+class ModelConfig:
+    """``streams`` by name (the first is the primary one: its CLIP text tower is the ``text`` classifier's); in YAML
+    each stream is a mapping under its name (``model: {rgb: {model: ..., temporal: ttrans}}``) and overrides reach
+    it as ``model.rgb.temporal=ttrans``; the flat keys of earlier recipes (``model.model``, ``model.temporal`` ...)
+    still set the primary stream."""
+
+    streams: dict[str, StreamConfig] = field(default_factory=lambda: {"rgb": StreamConfig()})
+    fusion: str = "identity"  # how stream embeddings combine (models.choices.FUSIONS)
+    classifier: str = "text"  # text | sentence | normal | orthogonal | lda | linear (models.choices.HEADS)
+    prompts: str = "single"  # single | ensemble | classname | path to a templates file
+    template: str | None = None
+    sentence_encoder: str = "minilm"
     text_online: bool = False  # optim.loss=infonce: train CLIP's text tower too (ActionCLIP "online", Table 9)
     gradient_checkpointing: bool = False
     lda_samples_per_class: int = 60  # Text4Vis §4.3: 60 videos per class
@@ -41,6 +58,15 @@ class ModelConfig:
     # a previous `openvocab train` run (or one of its step_* checkpoints) whose video side -- vision tower, temporal
     # module, TokenT1D/T1D -- initialises this run before step 0 (not a resume: fresh optimiser, schedule, head)
     init_from: str | None = None
+
+    @property
+    def primary(self) -> StreamConfig:
+        return next(iter(self.streams.values()))
+
+    @property
+    def model(self) -> str:
+        """The primary stream's CLIP model."""
+        return self.primary.model
 
 
 @dataclass
@@ -105,7 +131,25 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The recipe as YAML writes it: streams nested under their names in ``model``."""
+        d = dataclasses.asdict(self)
+        streams = d["model"].pop("streams")
+        d["model"] = {**streams, **d["model"]}
+        return d
+
+    def recognizer_spec(self, num_classes: int):
+        """The :class:`~openvocab.models.spec.RecognizerSpec` this recipe trains (``num_classes`` training classes)."""
+        from openvocab.models.spec import HeadSpec, RecognizerSpec, StreamSpec
+
+        m = self.model
+        streams = {
+            name: StreamSpec(model=s.model, input=s.input, temporal=s.temporal, temporal_layers=s.temporal_layers, token_t1d_blocks=tuple(s.token_t1d_blocks),
+                             t1d_stages=tuple(s.t1d_stages), t1d_init=s.t1d_init, frames=self.data.frames, train_backbone=s.train_backbone)
+            for name, s in m.streams.items()
+        }
+        head = HeadSpec(classifier=m.classifier, num_classes=num_classes, train_text=m.text_online and self.optim.loss == "infonce",
+                        prompts=m.prompts, template=m.template, sentence_encoder=m.sentence_encoder, logit_scale=m.logit_scale)
+        return RecognizerSpec(streams=streams, head=head, fusion=m.fusion)
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -145,8 +189,38 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+_STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _apply_model(section: ModelConfig, values: dict, where: str) -> None:
+    """The ``model`` section: flat stream keys set the primary stream; ``NAME: {...}`` / ``NAME.key`` a named one."""
+    plain: dict = {}
+    for key, value in values.items():
+        name, _, sub = str(key).partition(".")
+        if key in STREAM_KEYS:
+            _apply_fields(section.primary, {key: value}, where)
+        elif sub or (isinstance(value, dict) and key not in ("streams",)):
+            if not _STREAM_NAME.match(name) or name in {f.name for f in dataclasses.fields(ModelConfig)}:
+                raise InputError(f"{where}: '{key}' is neither a model key nor a stream name")
+            stream = section.streams.setdefault(name, StreamConfig(model=section.primary.model))
+            _apply_fields(stream, {sub: value} if sub else (value or {}), f"{where}: {name}")
+        else:
+            plain[key] = value
+    if "streams" in plain:
+        raise InputError(f"{where}: give streams by name (model.rgb.temporal=ttrans), not as 'streams'")
+    _apply_fields(section, plain, where)
+
+
 def _apply(section: Any, values: dict, where: str) -> None:
+    if isinstance(section, ModelConfig):
+        _apply_model(section, values, where)
+    else:
+        _apply_fields(section, values, where)
+
+
+def _apply_fields(section: Any, values: dict, where: str) -> None:
     hints = typing.get_type_hints(type(section))
+    hints.pop("streams", None)
     for key, value in values.items():
         if key not in hints:
             known = ", ".join(hints)
@@ -216,24 +290,43 @@ def _floatify(data: Any) -> Any:
     return data
 
 
-_CHOICES = {
-    ("model", "classifier"): ("text", "sentence", "normal", "orthogonal", "lda", "linear"),
-    ("model", "temporal"): ("tap", "ttrans"),
-    ("model", "t1d_init"): ("shift", "identity"),
-    ("data", "format"): ("manifest", "kinetics", "ucf101", "hmdb51", "activitynet"),
-    ("data", "sampler"): ("uniform", "dense"),
-    ("data", "val_mode"): ("segments", "videos"),
-    ("optim", "precision"): ("auto", "fp32", "bf16", "fp16"),
-    ("optim", "loss"): ("ce", "infonce"),
-}
+def _choices() -> dict[tuple[str, str], tuple[str, ...]]:
+    """Every recipe key with a fixed set of values; the model ones come from the registries of ``models.choices``."""
+    from openvocab.io.choices import SAMPLERS
+    from openvocab.models.choices import FUSIONS, HEADS
+
+    return {
+        ("model", "classifier"): HEADS.names(),
+        ("model", "fusion"): FUSIONS.names(),
+        ("data", "format"): ("manifest", "kinetics", "ucf101", "hmdb51", "activitynet"),
+        ("data", "sampler"): SAMPLERS.names(),
+        ("data", "val_mode"): ("segments", "videos"),
+        ("optim", "precision"): ("auto", "fp32", "bf16", "fp16"),
+        ("optim", "loss"): ("ce", "infonce"),
+    }
+
+
+def _stream_choices() -> dict[str, tuple[str, ...]]:
+    from openvocab.models.choices import MODALITIES, TEMPORAL
+
+    return {"temporal": TEMPORAL.names(), "input": MODALITIES.names(), "t1d_init": ("shift", "identity")}
 
 
 def validate(cfg: TrainConfig, *, where: str) -> TrainConfig:
     """Refuse unknown choices and impossible numbers with one line naming the key."""
-    for (section, key), allowed in _CHOICES.items():
+    for (section, key), allowed in _choices().items():
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
             raise InputError(f"{where}: {section}.{key} must be one of {', '.join(allowed)}, got '{value}'")
+    primary = next(iter(cfg.model.streams))
+    for name, stream in cfg.model.streams.items():
+        for key, allowed in _stream_choices().items():
+            value = getattr(stream, key)
+            if value not in allowed:
+                label = f"model.{key}" if name == primary else f"model.{name}.{key}"
+                raise InputError(f"{where}: {label} must be one of {', '.join(allowed)}, got '{value}'")
+    if len(cfg.model.streams) > 1 and cfg.model.fusion == "identity":
+        raise InputError(f"{where}: {len(cfg.model.streams)} streams ({', '.join(cfg.model.streams)}) need a fusion that combines them (model.fusion: mean)")
     positive = [("data", "frames"), ("data", "batch_size"), ("data", "stride"), ("optim", "epochs"), ("optim", "accumulation"), ("run", "keep_last"), ("run", "eval_every_epochs")]
     for section, key in positive:
         if getattr(getattr(cfg, section), key) < 1:

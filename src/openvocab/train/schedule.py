@@ -57,7 +57,7 @@ def cosine_with_warmup(
     The optimiser's ``lr`` is set to ``lr(0)`` at construction and to ``lr(s)`` after ``s`` calls of ``step()``
     (:meth:`WarmupCosine.lr`). Param groups whose initial ``lr`` differs from ``base_lr`` (e.g. Text4Vis' smaller
     ratio for the pretrained CLIP tower) follow the same curve scaled by ``group_lr / base_lr``. The returned
-    ``LambdaLR`` has a JSON-able ``state_dict`` (see :mod:`openvocab.train.checkpoint`).
+    ``LambdaLR`` has a JSON-able ``state_dict`` (see :mod:`openvocab.models.checkpoint`).
     """
     if total_steps < 1 or warmup_steps < 0 or warmup_steps > total_steps:
         raise ValueError(

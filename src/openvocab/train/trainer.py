@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,10 @@ from openvocab.errors import InputError
 from openvocab.io.sampling import SamplerSpec, parse_views
 from openvocab.io.transforms import ImageSpec
 from openvocab.models.backbone import ClipBackbone
+from openvocab.models.factory import create_recognizer
 from openvocab.models.heads import FrozenClassifier
-from openvocab.models.recognizer import RecognizerSpec, VideoRecognizer, build_head
+from openvocab.models.recognizer import VideoRecognizer
+from openvocab.models.spec import RecognizerSpec
 from openvocab.train.config import TrainConfig, save_config
 from openvocab.train.data_setup import load_splits
 from openvocab.train.losses import distributed_infonce
@@ -99,33 +102,19 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(cfg: TrainConfig, class_names: list[str], *, device: str, lda_data=None) -> VideoRecognizer:
-    """Backbone, head and temporal module named by the recipe (the classifier weights are deterministic)."""
-    from openvocab.text.prompts import load_templates_file, prompt_set
-
-    backbone = ClipBackbone.from_pretrained(cfg.model.model)
-    spec = RecognizerSpec(
-        model=cfg.model.model, num_classes=len(class_names), classifier=cfg.model.classifier,
-        temporal=cfg.model.temporal, temporal_layers=cfg.model.temporal_layers,
-        token_t1d_blocks=tuple(cfg.model.token_t1d_blocks), t1d_stages=tuple(cfg.model.t1d_stages), t1d_init=cfg.model.t1d_init, frames=cfg.data.frames, train_backbone=cfg.model.train_backbone,
-        train_text=cfg.model.text_online and cfg.optim.loss == "infonce",
-    )
-    if cfg.model.prompts in {"single", "ensemble", "classname"}:
-        prompts = prompt_set(cfg.model.prompts, template=cfg.model.template)  # type: ignore[arg-type]
-    else:
-        prompts = load_templates_file(cfg.model.prompts)
-    feats, labels = lda_data if lda_data is not None else (None, None)
-    head = build_head(spec, backbone=backbone, class_names=class_names, prompts=prompts, lda_features=feats, lda_labels=labels, sentence_encoder=cfg.model.sentence_encoder, seed=cfg.run.seed, logit_scale=cfg.model.logit_scale)
-    model = VideoRecognizer(backbone=backbone, head=head, spec=spec)
-    if cfg.model.gradient_checkpointing:
-        model.enable_gradient_checkpointing()
-    return model.to(device)
+    """The recogniser the recipe trains, from the library's factory (the classifier weights are deterministic)."""
+    return create_recognizer(cfg.recognizer_spec(len(class_names)), class_names=class_names, device=device, lda=lda_data, seed=cfg.run.seed, gradient_checkpointing=cfg.model.gradient_checkpointing)
 
 
 # Architecture fields of the saved run that the new recipe must share for model.init_from (the video side's shape);
 # classes, classifier, frames (T-Trans positions cover up to 64), training switches and t1d_init may differ.
 _INIT_FROM_MUST_MATCH = ("model", "temporal", "temporal_layers", "token_t1d_blocks", "t1d_stages")
 # The text side of CLIP (it built this run's frozen classifier) and the head (this run's classes) are not loaded.
-_INIT_FROM_NOT_LOADED = ("head.", "backbone.clip.text_model.", "backbone.clip.text_projection", "backbone.clip.logit_scale")
+_INIT_FROM_TEXT_SIDE = (".backbone.clip.text_model.", ".backbone.clip.text_projection", ".backbone.clip.logit_scale")
+
+
+def _init_from_loads(key: str) -> bool:
+    return not key.startswith("head.") and not any(part in key for part in _INIT_FROM_TEXT_SIDE)
 
 
 def init_from_run(model: VideoRecognizer, source: str | Path) -> dict:
@@ -138,23 +127,28 @@ def init_from_run(model: VideoRecognizer, source: str | Path) -> dict:
     The saved architecture must agree on :data:`_INIT_FROM_MUST_MATCH`; otherwise, or for a missing run, a shape
     mismatch or a missing tensor: one-line :class:`InputError`. Returns what :func:`load_model_subset` returns.
     """
-    from openvocab.train.checkpoint import load_model_subset, read_trainer_state
+    from openvocab.models.checkpoint import load_model_subset, read_trainer_state
 
     try:
         step_dir, state = read_trainer_state(Path(source).expanduser())
     except InputError as exc:
         raise InputError(f"model.init_from: {exc}") from None
-    saved, mine = state.get("arch") or {}, model.spec.to_dict()
-    for key in _INIT_FROM_MUST_MATCH:
-        if key == "temporal_layers" and mine["temporal"] != "ttrans":
-            continue  # only T-Trans has layers
-        a, b = saved.get(key, [] if isinstance(mine[key], list) else None), mine[key]  # lists: absent in older runs
-        if a != b:
-            raise InputError(f"model.init_from: {step_dir} was trained with model.{key}={a!r}, this recipe has model.{key}={b!r}; they must match")
-    result = load_model_subset(step_dir, model=model, keep=lambda k: not k.startswith(_INIT_FROM_NOT_LOADED))
+    saved_streams = RecognizerSpec.from_dict(state.get("arch") or {}).to_dict()["streams"]
+    mine_streams = model.spec.to_dict()["streams"]
+    for name, mine in mine_streams.items():
+        saved = saved_streams.get(name)
+        where = "model" if name == model.spec.primary else f"model.{name}"
+        if saved is None:
+            raise InputError(f"model.init_from: {step_dir} has no stream '{name}' (it has {', '.join(saved_streams)})")
+        for key in _INIT_FROM_MUST_MATCH:
+            if key == "temporal_layers" and mine["temporal"] != "ttrans":
+                continue  # only T-Trans has layers
+            if saved[key] != mine[key]:
+                raise InputError(f"model.init_from: {step_dir} was trained with {where}.{key}={saved[key]!r}, this recipe has {where}.{key}={mine[key]!r}; they must match")
+    result = load_model_subset(step_dir, model=model, keep=_init_from_loads)
     groups: dict[str, int] = {}
     for key in result["loaded"]:
-        part = "vision tower" if key.startswith("backbone.") else key.split(".")[0]
+        part = "vision tower" if ".backbone." in key else key.split(".")[2] if key.startswith("streams.") else key.split(".")[0]
         groups[part] = groups.get(part, 0) + 1
     head = sum(k.startswith("head.") for k in result["skipped"])
     text = len(result["skipped"]) - head
@@ -172,14 +166,14 @@ def _clip_spec(cfg: TrainConfig, backbone: ClipBackbone) -> ImageSpec:
 @torch.inference_mode()
 def extract_lda_data(cfg: TrainConfig, records, num_classes: int, *, device: str) -> tuple[torch.Tensor, np.ndarray]:
     """Frozen pretrained video embeddings (TAP) of up to ``lda_samples_per_class`` training videos per class."""
-    backbone = ClipBackbone.from_pretrained(cfg.model.model, device=device)
+    backbone = ClipBackbone.from_pretrained(cfg.model.primary.model, device=device)
     picks = few_shot_indices([r.labels[0] for r in records], shots=cfg.model.lda_samples_per_class, seed=cfg.run.seed)
     ds = VideoClipDataset([records[i] for i in picks], sampler=SamplerSpec(kind=cfg.data.sampler, frames=cfg.data.frames, stride=cfg.data.stride), clip=_clip_spec(cfg, backbone))
     feats, labels = [], []
     for batch in DataLoader(ds, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers, collate_fn=collate_skip_failed):
-        if batch["pixels"] is None:
+        if batch["inputs"] is None:
             continue
-        px = batch["pixels"][:, 0, 0]  # (B, T, 3, S, S): crop 0, view 0
+        px = batch["inputs"]["rgb"][:, 0, 0]  # (B, T, 3, S, S): crop 0, view 0
         b, t = px.shape[:2]
         feats.append(backbone.encode_frames(px.reshape(b * t, *px.shape[2:])).reshape(b, t, -1).mean(1).float().cpu())
         labels.append(batch["target"].numpy())
@@ -202,42 +196,44 @@ class _ClassTexts:
         return {k: v[classes.cpu()].to(device) for k, v in self.inputs.items()}
 
 
-def _loss(cfg: TrainConfig, train_model: torch.nn.Module, model: VideoRecognizer, pixels: torch.Tensor, target: torch.Tensor, texts: _ClassTexts | None = None) -> torch.Tensor:
+def _loss(cfg: TrainConfig, train_model: torch.nn.Module, model: VideoRecognizer, inputs: dict, target: torch.Tensor, texts: _ClassTexts | None = None) -> torch.Tensor:
     """CE on the frozen classifier (Eq. 3), or InfoNCE of each video against its class text (Eq. 2 / Alg. 1),
     with the text encoder offline (the frozen class embeddings) or online (re-encoded and trained each step).
 
     Everything goes through ``train_model`` (the DDP wrapper when distributed) so gradients are synchronised.
     """
     if cfg.optim.loss == "ce":
-        return F.cross_entropy(train_model(pixels).float(), target)
+        return F.cross_entropy(train_model(inputs).float(), target)
     if cfg.optim.loss == "infonce":
         if not isinstance(model.head, FrozenClassifier):
             raise InputError("optim.loss=infonce needs a text classifier (model.classifier: text or sentence)")
         if texts is not None:
-            video, text = train_model(pixels, embed=True, text=texts(target, pixels.device))
+            video, text = train_model(inputs, embed=True, text=texts(target, target.device))
         else:
-            video, text = train_model(pixels, embed=True), model.head.weight[target]
+            video, text = train_model(inputs, embed=True), model.head.weight[target]
         return distributed_infonce(video.float(), text.float(), logit_scale=model.head.logit_scale, labels=target)
     raise InputError(f"unknown optim.loss '{cfg.optim.loss}' (ce, infonce)")
 
 
 @torch.inference_mode()
 def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -> dict:
-    """Top-1 / top-5 / mean-class accuracy and mAP, on the per-view softmax averaged over views (Text4Vis
-    multi-view). With multi-hot targets (untrimmed videos with several labels) top-k is hit@k (any true label in
-    the top k) and mean-class accuracy, a single-label metric, is left out. ``map``: the mean over classes with a
-    positive video of each class's average precision (ActivityNet's metric, Text4Vis Table 2)."""
+    """Top-1 / top-5 / mean-class accuracy and mAP of the training classes, scored by the one multi-view rule of
+    :mod:`openvocab.scoring` (per-view probabilities averaged; ``openvocab evaluate`` and ``classify`` agree).
+    With multi-hot targets (untrimmed videos with several labels) top-k is hit@k (any true label in the top k) and
+    mean-class accuracy, a single-label metric, is left out. ``map``: the mean over classes with a positive video
+    of each class's average precision (ActivityNet's metric, Text4Vis Table 2)."""
     from openvocab.eval.metrics import mean_average_precision, mean_class_accuracy, topk_accuracy
+    from openvocab.scoring import view_probabilities
 
     model.eval()
     scores, targets = [], []
     for batch in loader:
-        if batch["pixels"] is None:
+        if batch["inputs"] is None:
             continue
-        px = batch["pixels"].to(device)  # (B, C, V, T, 3, S, S)
-        b, c, v = px.shape[:3]
-        logits = model(px.reshape(b * c * v, *px.shape[3:])).float().reshape(b, c * v, -1)
-        scores.append(logits.softmax(-1).mean(1).cpu())
+        first = next(iter(batch["inputs"].values()))  # (B, C, V, T, ...)
+        b, c, v = first.shape[:3]
+        logits = model({k: x.to(device).reshape(b * c * v, *x.shape[3:]) for k, x in batch["inputs"].items()})
+        scores.append(view_probabilities(logits.float().reshape(b, c * v, -1)).cpu())
         targets.append(batch["target"])
     if not scores:
         return {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan"), "map": float("nan"), "videos": 0}
@@ -249,9 +245,12 @@ def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -
     return {**result, "map": mean_average_precision(s, t), "videos": int(t.shape[0])}
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Run the recipe; returns the final metrics. Resumes from ``run.out`` when a checkpoint is there."""
-    from openvocab.train.checkpoint import load_checkpoint, save_checkpoint
+def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None] | None = None) -> dict:
+    """Run the recipe; returns the final metrics. Resumes from ``run.out`` when a checkpoint is there.
+
+    ``progress(step, total_steps, loss)`` is called after every optimiser step (and once at the start with loss
+    ``None``) on the main rank when ``run.progress`` is on; the CLI draws its bar from it."""
+    from openvocab.models.checkpoint import load_checkpoint, save_checkpoint
 
     out = Path(cfg.run.out).expanduser()
     probe_device = cfg.run.device if cfg.run.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -274,7 +273,7 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.run.max_steps:
         total_steps = min(total_steps, cfg.run.max_steps)
     optimizer, scheduler = _build_optimizer(cfg, model, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-    arch = model.spec.to_dict()
+    arch = model.spec.arch()
     if model.spec.train_text and cfg.model.classifier != "text":
         raise InputError("model.text_online needs model.classifier: text (CLIP's own text tower)")
     texts = _ClassTexts(model, class_names, cfg) if model.spec.train_text else None
@@ -304,7 +303,8 @@ def train(cfg: TrainConfig) -> dict:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if device.startswith("cuda") else None)
 
     metrics_path = out / "metrics.jsonl"
-    progress = _progress(cfg, dist, total_steps, step)
+    report = progress if (progress is not None and cfg.run.progress and dist.main) else (lambda step, total, loss: None)
+    report(step, total_steps, None)
     final: dict = {}
     dropped_total = 0
     for epoch in range(start_epoch, cfg.optim.epochs):
@@ -318,11 +318,12 @@ def train(cfg: TrainConfig) -> dict:
         t0 = time.perf_counter()
         for batch in loader:
             dropped_total += batch["dropped"]
-            if batch["pixels"] is None:
+            if batch["inputs"] is None:
                 sampler.advance(batch["dropped"])
                 continue
             with _autocast(cfg, device):
-                loss = _loss(cfg, train_model, model, batch["pixels"].to(device), batch["target"].to(device), texts)
+                inputs = {k: x.to(device) for k, x in batch["inputs"].items()}
+                loss = _loss(cfg, train_model, model, inputs, batch["target"].to(device), texts)
             scaler.scale(loss / cfg.optim.accumulation).backward()
             sampler.advance(len(batch["index"]) + batch["dropped"])
             micro += 1
@@ -340,10 +341,10 @@ def train(cfg: TrainConfig) -> dict:
             t0 = time.perf_counter()
             if dist.main:
                 _append_jsonl(metrics_path, row)
-                progress(step, row["loss"])
+                report(step, total_steps, row["loss"])
             last_of_epoch = micro >= batches_per_epoch
             if dist.main and ((cfg.run.save_every_steps and step % cfg.run.save_every_steps == 0) or (not cfg.run.save_every_steps and last_of_epoch) or step >= total_steps):
-                save_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, step=step, epoch=epoch + (1 if last_of_epoch else 0), arch=arch, keep_last=cfg.run.keep_last, omit=frozen, extra={"class_names": class_names, **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
+                save_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, step=step, epoch=epoch + (1 if last_of_epoch else 0), arch=arch, keep_last=cfg.run.keep_last, omit=frozen, extra={"class_names": class_names, "spec": model.spec.to_dict(), **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
             if step >= total_steps:
                 break
         if texts is not None:  # the text tower moved: the classifier used for evaluation follows it
@@ -354,7 +355,6 @@ def train(cfg: TrainConfig) -> dict:
             _append_jsonl(metrics_path, final)
     if dropped_total and dist.main:
         log.warning("%d training clips failed to decode and were skipped (see the warnings above)", dropped_total)
-    progress(None, None)
     return {"step": step, "out": str(out), **final}
 
 
@@ -383,12 +383,13 @@ def _build_loaders(cfg: TrainConfig, dist: DistInfo, model: VideoRecognizer, rec
 
 
 def _build_optimizer(cfg: TrainConfig, model: VideoRecognizer, *, total_steps: int, steps_per_epoch: int):
-    """AdamW over the trainable parameters in two groups (pretrained backbone; new temporal module and head, which
-    may take ``optim.head_lr``) and the warm-up + cosine schedule, stepped per optimiser step."""
-    trainable = model.trainable_named_parameters()
+    """AdamW over the trainable parameters in groups (pretrained towers; new temporal modules, fusion and head, which
+    may take ``optim.head_lr``; a trainable label encoder's, when there is one) and the warm-up + cosine schedule, stepped per optimiser step."""
+    by_group = model.parameter_groups()
     groups = [
-        {"name": "backbone", "named_params": [(n, p) for n, p in trainable if n.startswith("backbone.")]},
-        {"name": "head", "named_params": [(n, p) for n, p in trainable if not n.startswith("backbone.")], "lr": cfg.optim.head_lr or cfg.optim.lr},
+        {"name": "backbone", "named_params": by_group["backbone"]},
+        {"name": "head", "named_params": by_group["head"], "lr": cfg.optim.head_lr or cfg.optim.lr},
+        {"name": "label_encoder", "named_params": by_group["label_encoder"], "lr": cfg.optim.head_lr or cfg.optim.lr},
     ]
     optimizer = build_adamw([g for g in groups if g["named_params"]], lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas))
     warmup = min(total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch))
@@ -409,22 +410,3 @@ def _append_jsonl(path: Path, row: dict) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
         fh.flush()
-
-
-def _progress(cfg: TrainConfig, dist: DistInfo, total: int, start: int):
-    if not (cfg.run.progress and dist.main):
-        return lambda step, loss: None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"), console=Console(stderr=True), transient=False)
-    task = bar.add_task("", total=total, completed=start)
-    bar.start()
-
-    def update(step, loss):
-        if step is None:
-            bar.stop()
-            return
-        bar.update(task, completed=step, description=f"loss {loss:.4f}")
-
-    return update

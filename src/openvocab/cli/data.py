@@ -1,7 +1,7 @@
 """``openvocab data ...``: generate the synthetic benchmark and check dataset manifests.
 
-Registered by the main CLI as ``app.add_typer(data_app, name="data")``. User-caused failures print one line
-(``error: ...``) and exit 2; ``check`` exits 1 when rows were skipped.
+Registered by :mod:`openvocab.cli` as ``app.add_typer(data_app, name="data")``. User-caused failures print one line
+(``error: ...``) and exit 2 (also when ``data_app`` runs on its own); ``check`` exits 1 when rows were skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from openvocab.cli_utils import print_error
+from openvocab.cli.common import print_error, progress_bar
 from openvocab.errors import InputError, OpenVocabError
 
 data_app = typer.Typer(
@@ -75,13 +75,8 @@ def synth(
         if quiet:
             generate(spec, out, seed=seed, workers=workers)
         else:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            columns = (TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-            with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-                task = bar.add_task("", total=spec.num_classes * spec.clips_per_class)
-                generate(spec, out, seed=seed, workers=workers, progress=lambda done, _total: bar.update(task, completed=done))
+            with progress_bar("generating", spec.num_classes * spec.clips_per_class) as update:
+                generate(spec, out, seed=seed, workers=workers, progress=lambda done, _total: update(done))
         elapsed = time.perf_counter() - started
     except OpenVocabError as exc:
         print_error(f"error: {exc}")

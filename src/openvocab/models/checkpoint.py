@@ -1,4 +1,9 @@
-"""Atomic, pickle-free training checkpoints (safetensors + JSON).
+"""Atomic, pickle-free training checkpoints (safetensors + JSON): the trainer writes them, and everything that
+loads a trained recogniser (:func:`openvocab.models.factory.load_recognizer`, resume, ``init_from``) reads them here.
+
+A model may define ``upgrade_checkpoint(saved_arch) -> (arch in today's form, key_rename or None)`` to read
+checkpoints written by older code (the single-stream recogniser named its keys ``backbone.*``, now
+``streams.rgb.backbone.*``); omitted frozen tensors are still digest-checked under the name they were saved with.
 
 Layout of a run directory::
 
@@ -356,17 +361,30 @@ def _first_difference(saved: Any, given: Any, prefix: str = "") -> tuple[str, An
     return None if saved == given else (prefix or "arch", saved, given)
 
 
-def _model_file_tensors(step_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The saved ``state_dict`` of a checkpoint, tied-weight aliases resolved, and the digests of omitted entries."""
+def _upgrade(model: nn.Module, arch: Any) -> tuple[Any, Callable[[str], str] | None]:
+    hook = getattr(_unwrap(model), "upgrade_checkpoint", None)
+    if hook is None or arch is None:
+        return arch, None
+    return hook(arch)
+
+
+def _model_file_tensors(step_dir: Path, rename: Callable[[str], str] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, tuple[str, str]]]:
+    """The saved ``state_dict`` of a checkpoint (keys through ``rename``), tied-weight aliases resolved, and the
+    omitted entries: ``key -> (digest, name it was digested under)``."""
     tensors, metadata = _read_tensors(step_dir / "model.safetensors")
     for alias, source in json.loads(metadata.get("aliases", "{}")).items():
         tensors[alias] = tensors[source]
-    return tensors, json.loads(metadata.get("omitted", "{}"))
+    omitted = {k: (v, k) for k, v in json.loads(metadata.get("omitted", "{}")).items()}
+    if rename is not None:
+        tensors = {rename(k): v for k, v in tensors.items()}
+        omitted = {rename(k): v for k, v in omitted.items()}
+    return tensors, omitted
 
 
-def _check_omitted(step_dir: Path, key: str, digest: str, value: torch.Tensor) -> None:
+def _check_omitted(step_dir: Path, key: str, saved: tuple[str, str], value: torch.Tensor) -> None:
     """An entry the checkpoint left out must still hold the value it was trained with (same pretrained weights)."""
-    if tensor_digest(key, value) != digest:
+    digest, saved_name = saved
+    if tensor_digest(saved_name, value) != digest:
         raise InputError(f"checkpoint {step_dir} did not store the frozen tensor {key!r} and this model's differs from "
                          f"the one it was trained with (model.model must load the same pretrained weights)")
 
@@ -393,7 +411,8 @@ def load_model_subset(
         this model does not take (not kept, or absent from the model)]}``.
     """
     step_dir = resolve_checkpoint(path_or_dir)
-    tensors, omitted = _model_file_tensors(step_dir)
+    _, rename = _upgrade(model, _read_json(step_dir / "trainer_state.json").get("arch"))
+    tensors, omitted = _model_file_tensors(step_dir, rename)
     target = _unwrap(model)
     expected = target.state_dict()
     verified = [k for k in expected if keep(k) and k in omitted and k not in tensors]
@@ -418,8 +437,8 @@ def load_model_subset(
     }
 
 
-def _load_model(step_dir: Path, model: nn.Module) -> None:
-    tensors, omitted = _model_file_tensors(step_dir)
+def _load_model(step_dir: Path, model: nn.Module, rename: Callable[[str], str] | None = None) -> None:
+    tensors, omitted = _model_file_tensors(step_dir, rename)
     target = _unwrap(model)
     expected = target.state_dict()
     for key, value in expected.items():
@@ -445,7 +464,7 @@ def _load_model(step_dir: Path, model: nn.Module) -> None:
 _PARAM_SHAPED = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer", "square_avg", "acc_delta", "sum"}
 
 
-def _load_optimizer(step_dir: Path, optimizer: torch.optim.Optimizer) -> None:
+def _load_optimizer(step_dir: Path, optimizer: torch.optim.Optimizer, rename: Callable[[str], str] | None = None) -> None:
     tensors, _ = _read_tensors(step_dir / "optimizer.safetensors")
     state = _decode(_read_json(step_dir / "optimizer.json"), tensors)
     saved_groups, groups = state["param_groups"], optimizer.param_groups
@@ -457,7 +476,7 @@ def _load_optimizer(step_dir: Path, optimizer: torch.optim.Optimizer) -> None:
             raise InputError(f"checkpoint {step_dir} optimizer group {g} has {len(saved['params'])} parameters, "
                              f"this optimizer has {len(current['params'])}")
         names = current.get("param_names") or [None] * len(current["params"])
-        saved_names = saved.get("param_names") or names
+        saved_names = [rename(n) for n in saved["param_names"]] if rename and saved.get("param_names") else (saved.get("param_names") or names)
         for index, name, saved_name, param in zip(saved["params"], names, saved_names, current["params"]):
             label = name or f"group {g} parameter {index}"
             if name is not None and saved_name != name:
@@ -498,17 +517,18 @@ def load_checkpoint(
     """
     step_dir = resolve_checkpoint(path_or_dir)
     state = _read_json(step_dir / "trainer_state.json")
+    saved_arch, rename = _upgrade(model, state.get("arch"))
     if arch is not None:
-        diff = _first_difference(state.get("arch", {}), _canonical(dict(arch)))
+        diff = _first_difference(_canonical(saved_arch or {}), _canonical(dict(arch)))
         if diff is not None:
             key, saved, given = diff
             raise InputError(f"checkpoint {step_dir} was saved for {key}={saved!r}, this model has {key}={given!r}")
     tensors: dict[str, torch.Tensor] = {}
     if (step_dir / "trainer_state.safetensors").is_file():
         tensors, _ = _read_tensors(step_dir / "trainer_state.safetensors")
-    _load_model(step_dir, model)
+    _load_model(step_dir, model, rename)
     if optimizer is not None:
-        _load_optimizer(step_dir, optimizer)
+        _load_optimizer(step_dir, optimizer, rename)
     if scheduler is not None:
         if state.get("scheduler") is None:
             raise InputError(f"checkpoint {step_dir} has no scheduler state")
@@ -522,7 +542,7 @@ def load_checkpoint(
     return {
         "step": int(state["step"]),
         "epoch": int(state["epoch"]),
-        "arch": state.get("arch"),
+        "arch": saved_arch,
         "extra": _decode(state.get("extra") or {}, tensors),
         "path": str(step_dir),
     }

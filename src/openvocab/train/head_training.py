@@ -19,7 +19,8 @@ from openvocab.train.schedule import build_adamw, cosine_with_warmup
 def train_head(model: VideoRecognizer, cache: FeatureCache, *, epochs: int = 10, lr: float = 1e-3, min_lr: float = 1e-5, weight_decay: float = 0.2, batch_size: int = 64, warmup_epochs: float = 1.0, seed: int = 0, view: int | None = None) -> list[float]:
     """Fit ``model``'s temporal module and head on the cache (one random view per clip and step unless ``view``
     is fixed). Returns the mean loss of every epoch."""
-    params = [(n, p) for n, p in model.trainable_named_parameters() if not n.startswith("backbone.")]
+    groups = model.parameter_groups()
+    params = groups["head"] + groups["label_encoder"]
     if not params:
         raise ValueError("nothing to train: the head and temporal module have no trainable parameters")
     n = len(cache)
@@ -51,13 +52,15 @@ def train_head(model: VideoRecognizer, cache: FeatureCache, *, epochs: int = 10,
 
 @torch.inference_mode()
 def evaluate_head(model: VideoRecognizer, cache: FeatureCache) -> dict:
-    """Top-1 / top-5 / mean-class accuracy, per-view softmax averaged over all cached views."""
+    """Top-1 / top-5 / mean-class accuracy over all cached views, by the one multi-view rule of
+    :mod:`openvocab.scoring` (per-view probabilities averaged)."""
     from openvocab.eval.metrics import mean_class_accuracy, topk_accuracy
+    from openvocab.scoring import view_probabilities
 
     model.eval()
     n, views = cache.frames.shape[:2]
     logits = model.logits_from_frame_features(cache.frames.reshape(n * views, *cache.frames.shape[2:]))
-    probs = logits.float().softmax(-1).reshape(n, views, -1).mean(1)
+    probs = view_probabilities(logits.float().reshape(n, views, -1))
     c = probs.shape[1]
     acc = topk_accuracy(probs, cache.targets, ks=(1, min(5, c)))
     return {"top1": acc[1], "top5": acc[min(5, c)], "mean_class": mean_class_accuracy(probs, cache.targets, num_classes=c), "videos": n}

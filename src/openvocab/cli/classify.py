@@ -1,0 +1,111 @@
+"""``openvocab classify``: the main job -- rank labels for each video, per clip and per segment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from openvocab.cli.common import (
+    DEFAULT_MODEL,
+    MODEL_HELP,
+    PROMPTS_HELP,
+    DeviceOption,
+    FramesOption,
+    LabelBankOption,
+    LabelsFileOption,
+    LabelsOption,
+    SamplerOption,
+    StrideOption,
+    TemplateOption,
+    gather_labels,
+    label_bank_arg,
+    note_model,
+    print_error,
+    progress_bars,
+    setup_logging,
+    write_output,
+)
+from openvocab.errors import InputError
+from openvocab.results import TIMELINE_NOTE
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+
+def classify(
+    paths: list[str] = typer.Argument(..., help="Video files, folders (searched recursively), frame folders or glob patterns."),
+    labels: LabelsOption = None,
+    labels_file: LabelsFileOption = None,
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=MODEL_HELP + " Or a training run directory of `openvocab train` (config.yaml + checkpoints): its temporal modules and classifier are used."),
+    frames: FramesOption = 8,
+    sampler: SamplerOption = "uniform",
+    stride: StrideOption = 4,
+    views: str = typer.Option("1x1", "--views", help="Temporal clips x spatial crops, e.g. 1x1 or 4x3 (scores averaged over views)."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="How many ranked labels to report."),
+    multi_label: bool = typer.Option(False, "--multi-label", help="Score each label independently (sigmoid); uncalibrated until calibration lands."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Multi-label decision threshold on the sigmoid score."),
+    segments: Optional[int] = typer.Option(None, "--segments", help="Time windows in the per-segment timeline (default: --frames; 0 disables)."),
+    timeline: bool = typer.Option(False, "--timeline", help="Show the per-segment timeline in the table output."),
+    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file (atomically) instead of stdout."),
+    device: DeviceOption = "cpu",
+    prompts: Optional[str] = typer.Option(None, "--prompts", help=PROMPTS_HELP + " Default: 'ensemble'; for a training run, the run's own."),
+    template: TemplateOption = None,
+    label_bank: LabelBankOption = None,
+    no_label_bank: bool = typer.Option(False, "--no-label-bank", help="Do not cache label embeddings."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no warnings."),
+) -> None:
+    """Rank LABELS for each video. Example:
+
+    openvocab classify clips/ --labels 'playing guitar, yoga, dog barking' --model /models/clip-vit-b-32 --views 4x3 --format json
+
+    openvocab classify clip.mp4 --labels 'red circle, blue square' --model runs/synth_tiny
+    """
+    setup_logging(quiet)
+    if fmt not in {"table", "json", "csv"}:
+        raise InputError(f"--format must be table, json or csv, got '{fmt}'")
+    from openvocab.io.discover import expand_inputs
+
+    videos, problems = expand_inputs(paths)
+    label_list = gather_labels(labels, labels_file)
+    if not videos:
+        for path, why in problems:
+            print_error(f"error: {path}: {why}")
+        raise typer.Exit(1)
+
+    import openvocab
+    from openvocab.results import render_table, to_csv, to_json
+
+    clf = openvocab.load(model, device=device, label_bank=label_bank_arg(label_bank, no_label_bank), prompts=prompts, template=template)
+    kwargs = dict(frames=frames, sampler=sampler, stride=stride, views=views, top_k=top_k, multi_label=multi_label, threshold=threshold, segments=segments, on_error="skip")
+    with progress_bars(enabled=not quiet) as bars:  # label encoding (new labels only), then the videos
+        label_update = bars.fraction("encoding labels")
+        results = clf.classify(videos, label_list, progress=bars.counter("classifying", len(videos), show_item=True), label_progress=label_update, **kwargs)
+    if any(r.ok for r in results):
+        note_model(clf, model)  # so that `labels list` can name the model
+
+    shows_segments = fmt != "table" or output is not None or timeline
+    if not quiet:  # each warning once (label warnings repeat in every result); timeline notes only with a timeline
+        for w in dict.fromkeys(w for r in results for w in r.warnings):
+            if shows_segments or TIMELINE_NOTE not in w:
+                print_error(f"warning: {w}")
+
+    if fmt == "json":
+        write_output(to_json(results), output)
+    elif fmt == "csv":
+        write_output(to_csv(results), output)
+    elif output is not None:
+        write_output(to_json(results), output) if output.suffix == ".json" else write_output(to_csv(results), output)
+    else:
+        from rich.console import Console, Group
+
+        Console(soft_wrap=True).print(Group(*render_table(results, show_segments=timeline)))
+
+    failed = [(r.path, r.error) for r in results if not r.ok] + [(p, w) for p, w in problems]
+    for _path, why in failed:
+        print_error(f"error: {why}" if str(why).startswith(str(_path)) else f"error: {_path}: {why}")
+    if failed:
+        print_error(f"{len(failed)} of {len(results) + len(problems)} inputs failed; {sum(r.ok for r in results)} classified")
+        raise typer.Exit(1)

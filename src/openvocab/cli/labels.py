@@ -1,0 +1,234 @@
+"""``openvocab labels ...``: the label bank (cached label embeddings) -- add, list, export, remove, clear."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from openvocab.cli.common import (
+    DEFAULT_MODEL,
+    MODEL_HELP,
+    DeviceOption,
+    LabelBankOption,
+    LabelsFileOption,
+    LabelsOption,
+    ModelOption,
+    PromptsOption,
+    TemplateOption,
+    clean_label_list,
+    gather_labels,
+    note_model,
+    print_error,
+    progress_bars,
+    prompt_set_of,
+    setup_logging,
+)
+from openvocab.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from openvocab.text.label_bank import LabelBank, LabelRecord
+
+labels_app = typer.Typer(no_args_is_help=True, help="Manage the label bank (cached label embeddings).")
+
+FingerprintOption = typer.Option(None, "--fingerprint", help="A model fingerprint as `labels list` shows it (for a model that is no longer at hand).")
+
+
+def _open_bank(label_bank: Optional[Path]) -> LabelBank:
+    from openvocab.text.label_bank import LabelBank
+
+    return LabelBank(label_bank or LabelBank.default_path())
+
+
+def _load(model: str, *, label_bank: Optional[Path], prompts: Optional[str], template: Optional[str], device: str = "cpu"):
+    """``openvocab.load`` with the bank, refusing models whose labels are not cached (closed-set heads)."""
+    import openvocab
+
+    clf = openvocab.load(model, device=device, label_bank=label_bank or True, prompts=prompts, template=template)
+    _require_open_vocabulary(clf, model)
+    return clf
+
+
+def _require_open_vocabulary(clf, model: str) -> None:
+    if not clf.label_encoder.open_vocabulary:
+        kind = clf.recognizer.spec.classifier
+        raise InputError(f"the closed-set '{kind}' classifier of this run scores only its own classes; the label bank does not hold them", path=model)
+
+
+@labels_app.command("add")
+def labels_add(
+    labels: LabelsOption = None,
+    labels_file: LabelsFileOption = None,
+    model: ModelOption = DEFAULT_MODEL,
+    prompts: PromptsOption = "ensemble",
+    template: TemplateOption = None,
+    label_bank: LabelBankOption = None,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Encode labels into the bank ahead of time (only labels not yet there are encoded). Example:
+
+    openvocab labels add --labels-file kinetics400.txt --model /models/clip-vit-b-16
+    """
+    setup_logging(False)
+    label_list = clean_label_list(gather_labels(labels, labels_file))
+    clf = _load(model, label_bank=label_bank, prompts=prompts, template=template, device=device)
+    with progress_bars() as bars:
+        encoded = clf.encode_labels(label_list, progress=bars.fraction("encoding labels")).encoded
+    note_model(clf, model)
+    print(f"{len(label_list)} labels in the bank for this model and prompt set; {encoded} newly encoded ({clf.label_bank.path})")
+
+
+_LIST_COLUMNS = ("model", "fingerprint", "prompts", "dim", "label", "added")
+
+
+@labels_app.command("list")
+def labels_list(
+    label_bank: LabelBankOption = None,
+    fingerprint: Optional[str] = typer.Option(None, "--fingerprint", help="Only this model fingerprint."),
+    fmt: str = typer.Option("table", "--format", help="table, tsv (tab-separated, with a header row) or json."),
+) -> None:
+    """List cached labels with the model they were encoded by (its name where the bank knows it, and its
+    fingerprint), prompt set, size and date. Example: openvocab labels list --format tsv
+    """
+    if fmt not in {"table", "tsv", "json"}:
+        raise InputError(f"--format must be table, tsv or json, got '{fmt}'")
+    bank = _open_bank(label_bank)
+    records = bank.list(fingerprint=fingerprint)
+    names = bank.model_names()
+    rows = [_row(rec, names) for rec in records]
+    if fmt == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif fmt == "tsv":
+        print("\t".join(_LIST_COLUMNS))
+        for row in rows:
+            print("\t".join(_cell(row[c]) for c in _LIST_COLUMNS))
+    elif rows:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        for column in _LIST_COLUMNS:
+            table.add_column(column, overflow="fold", justify="right" if column == "dim" else "left")  # fold: never cut an id
+        for row in rows:
+            table.add_row(*(_cell(row[c]) for c in _LIST_COLUMNS[:-1]), row["added"][:16].replace("T", " "))
+        Console().print(table)
+    models = len({rec.fingerprint for rec in records})
+    print_error(f"{len(records)} labels of {models} model{'s' if models != 1 else ''} in {bank.path}")
+
+
+def _row(rec: LabelRecord, names: dict[str, list[str]]) -> dict:
+    known = names.get(rec.fingerprint)
+    added = datetime.fromtimestamp(rec.created_at, tz=timezone.utc).astimezone().isoformat(timespec="seconds")
+    return {"model": ", ".join(known) if known else None, "fingerprint": rec.fingerprint, "prompts": rec.prompt_key, "dim": rec.dim, "label": rec.label, "added": added}
+
+
+def _cell(value: object) -> str:
+    return "unknown" if value is None else str(value)
+
+
+@labels_app.command("export")
+def labels_export(
+    output: Path = typer.Argument(..., help="Output file: .npz (labels + embeddings), .json or .csv."),
+    model: ModelOption = DEFAULT_MODEL,
+    labels: LabelsOption = None,
+    labels_file: LabelsFileOption = None,
+    prompts: PromptsOption = "ensemble",
+    template: TemplateOption = None,
+    label_bank: LabelBankOption = None,
+) -> None:
+    """Export the embeddings of one model and prompt set: the labels given with --labels / --labels-file, in that
+    order (those not in the bank yet are encoded first), or every label cached for the model. Example:
+
+    openvocab labels export k400.npz --labels-file kinetics_k400.txt -m DIR
+    """
+    setup_logging(False)
+    selection = gather_labels(labels, labels_file, required=False)
+    selected = clean_label_list(selection) if labels is not None or labels_file is not None else None
+    clf = _load(model, label_bank=label_bank, prompts=prompts, template=template)
+    with progress_bars() as bars:
+        encoded = clf.encode_labels(selected, progress=bars.fraction("encoding labels")).encoded if selected is not None else 0
+    note_model(clf, model)
+    encoder = clf.label_encoder
+    n = clf.label_bank.export(output, fingerprint=encoder.fingerprint, prompt_key=encoder.prompt_key, labels=selected)
+    print(f"exported {n} labels to {output}" + (f" ({encoded} newly encoded)" if encoded else ""))
+
+
+def _fingerprint(model: Optional[str], fingerprint: Optional[str]) -> tuple[str, str]:
+    """``(fingerprint, how to name it)`` from --model (loaded to compute its fingerprint) or --fingerprint."""
+    if (model is None) == (fingerprint is None):
+        raise InputError("give the model as --model M (or --fingerprint FP, as `openvocab labels list` shows it)")
+    if fingerprint is not None:
+        return fingerprint, f"fingerprint {fingerprint}"
+    setup_logging(False)
+    import openvocab
+
+    clf = openvocab.load(model, label_bank=False)
+    _require_open_vocabulary(clf, model)
+    fp = clf.label_encoder.fingerprint
+    return fp, f"{model} (fingerprint {fp})"
+
+
+def _report(removed: Sequence[LabelRecord], names: dict[str, list[str]], *, show_labels: bool) -> None:
+    groups: dict[tuple[str, str], list[str]] = {}
+    for rec in removed:
+        groups.setdefault((rec.fingerprint, rec.prompt_key), []).append(rec.label)
+    for (fp, key), labels in groups.items():
+        who = f"{', '.join(names[fp])} (fingerprint {fp})" if fp in names else f"fingerprint {fp}"
+        shown = ": " + ", ".join(labels) if show_labels else ""
+        print(f"removed {len(labels)} label{'s' if len(labels) != 1 else ''} of {who}, prompts {key}{shown}")
+
+
+@labels_app.command("remove")
+def labels_remove(
+    labels: list[str] = typer.Argument(..., help="Labels to remove, e.g. yoga 'dog barking'."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    fingerprint: Optional[str] = FingerprintOption,
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="Only this prompt set's embeddings ('ensemble', 'single', 'classname' or a templates file); default: every prompt set."),
+    template: TemplateOption = None,
+    label_bank: LabelBankOption = None,
+) -> None:
+    """Remove labels of one model from the bank (they are encoded again when next used). Example:
+
+    openvocab labels remove yoga 'dog barking' --model /models/clip-vit-b-16
+    """
+    wanted = clean_label_list(list(labels))
+    if prompts is None and template is not None:
+        raise InputError("--template only applies to --prompts single")
+    key = prompt_set_of(prompts, template).key if prompts is not None else None
+    fp, who = _fingerprint(model, fingerprint)
+    bank = _open_bank(label_bank)
+    names = bank.model_names()
+    removed = bank.discard(fingerprint=fp, prompt_key=key, labels=wanted)
+    _report(removed, names, show_labels=True)
+    gone = {rec.label for rec in removed}
+    absent = [label for label in wanted if label not in gone]
+    if absent:
+        print_error(f"warning: not in the bank for {who}: {', '.join(absent)}")
+    print_error(f"{len(removed)} embeddings removed from {bank.path}")
+
+
+@labels_app.command("clear")
+def labels_clear(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    fingerprint: Optional[str] = FingerprintOption,
+    everything: bool = typer.Option(False, "--all", help="Clear the whole bank (every model). Nothing is asked."),
+    label_bank: LabelBankOption = None,
+) -> None:
+    """Remove every cached label of one model (all prompt sets), or of all models with --all. Example:
+
+    openvocab labels clear --model /models/clip-vit-b-16
+    """
+    if everything and (model is not None or fingerprint is not None):
+        raise InputError("--all clears every model; do not combine it with --model or --fingerprint")
+    fp = None if everything else _fingerprint(model, fingerprint)[0]
+    bank = _open_bank(label_bank)
+    names = bank.model_names()
+    removed = bank.discard(fingerprint=fp)
+    _report(removed, names, show_labels=False)
+    if not removed:
+        print("nothing to remove" + ("" if everything else f" for {model or 'fingerprint ' + str(fingerprint)}"))
+    print_error(f"{len(removed)} embeddings removed from {bank.path}")

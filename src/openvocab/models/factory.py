@@ -1,0 +1,156 @@
+"""The model factory: every recogniser in openvocab is built here (classify, evaluate, features, the trainer).
+
+* :func:`create_recognizer` -- a :class:`~openvocab.models.recognizer.VideoRecognizer` from a
+  :class:`~openvocab.models.spec.RecognizerSpec` (streams' CLIP towers loaded by
+  :meth:`ClipBackbone.from_pretrained`, temporal modules, fusion and head from the registries of
+  :mod:`openvocab.models.choices`);
+* :func:`load_recognizer` -- from a source: a hub id, a model directory or ``random:ARCH`` (zero-shot CLIP: one
+  frozen RGB stream, TAP, a CLIP-text head scoring any labels), or an ``openvocab train`` run directory (its spec
+  and latest checkpoint, also run directories written before streams existed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from openvocab.errors import InputError
+from openvocab.models.backbone import ClipBackbone
+from openvocab.models.choices import FUSIONS, HEADS, MODALITIES, TEMPORAL
+from openvocab.models.recognizer import Stream, VideoRecognizer
+from openvocab.models.spec import HeadSpec, RecognizerSpec
+
+log = logging.getLogger(__name__)
+
+#: Head settings that run directories written before ``extra.spec`` existed keep in ``config.yaml``'s ``model:``.
+_LEGACY_HEAD_SETTINGS = ("prompts", "template", "sentence_encoder", "logit_scale")
+
+
+def create_recognizer(
+    spec: RecognizerSpec,
+    *,
+    class_names: Sequence[str] = (),
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    lda: tuple | None = None,
+    seed: int = 0,
+    backbones: Mapping[str, ClipBackbone] | None = None,
+    from_checkpoint: bool = False,
+    gradient_checkpointing: bool = False,
+    source: str | None = None,
+) -> VideoRecognizer:
+    """Build the recogniser ``spec`` describes.
+
+    ``class_names``: the training classes (the head's ``W̃`` rows; none for zero-shot). ``lda``: ``(features,
+    labels)`` for the LDA head. ``seed``: the random normal / orthogonal heads. ``backbones``: already-loaded towers
+    by stream name (the others load from ``StreamSpec.model``). ``from_checkpoint``: the head's ``W̃`` will be
+    loaded from a checkpoint, so it is allocated instead of computed (no text encoding, no LDA fit).
+    """
+    names = list(class_names)
+    if spec.head.num_classes and spec.head.num_classes != len(names):
+        raise ValueError(f"{len(names)} class names for {spec.head.num_classes} classes")
+    FUSIONS.check(spec.fusion, where="model.fusion")
+    HEADS.check(spec.head.classifier, where="model.classifier")
+    streams: dict[str, Stream] = {}
+    for name, stream_spec in spec.streams.items():
+        MODALITIES.check(stream_spec.input, where=f"model.{name}.input")
+        TEMPORAL.check(stream_spec.temporal, where=f"model.{name}.temporal")
+        backbone = (backbones or {}).get(name) or ClipBackbone.from_pretrained(stream_spec.model, dtype=dtype)
+        streams[name] = Stream(backbone=backbone, spec=stream_spec)
+    fusion = FUSIONS.build(spec.fusion, dims={n: s.dim for n, s in streams.items()})
+    primary = streams[spec.primary].backbone
+    head = HEADS.build(spec.head.classifier, spec=spec.head, dim=fusion.dim, backbone=primary, class_names=names, lda=lda, seed=seed, from_checkpoint=from_checkpoint)
+    model = VideoRecognizer(streams=streams, fusion=fusion, head=head, spec=spec)
+    model._class_names = names
+    model.source = source or spec.model
+    model.trained = bool(names)
+    if gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    try:
+        return model.to(device)
+    except (RuntimeError, AssertionError) as exc:
+        raise InputError(f"cannot move the model to device '{device}' ({exc})") from None
+
+
+def is_run_dir(source: str | Path) -> bool:
+    """Whether ``source`` names an ``openvocab train`` run directory (``config.yaml`` and a ``latest`` checkpoint)."""
+    p = Path(source).expanduser()
+    return p.is_dir() and (p / "config.yaml").is_file() and (p / "latest").is_file()
+
+
+def load_recognizer(
+    source: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    prompts: str | None = None,
+    template: str | None = None,
+) -> VideoRecognizer:
+    """A recogniser from a hub id, model directory, ``random:ARCH`` or training run directory (module docstring).
+
+    ``prompts`` / ``template`` choose the CLIP-text label encoder's prompt set (:func:`openvocab.text.prompts.
+    resolve_prompts`); ``None`` means ``"ensemble"`` for a CLIP model and the run's own prompts for a run.
+    """
+    if is_run_dir(source):
+        return _load_run(Path(source).expanduser(), device=device, dtype=dtype, prompts=prompts, template=template)
+    p = Path(str(source)).expanduser()
+    if p.is_dir() and (p / "config.yaml").is_file() and not (p / "config.json").is_file():
+        raise InputError("looks like a training run directory but has no checkpoint yet (no 'latest' file)", path=p)
+    if p.is_dir() and (p / "trainer_state.json").is_file():
+        raise InputError("is a checkpoint step directory; pass the run directory above it", path=p)
+    spec = RecognizerSpec.zero_shot(str(source), prompts=prompts or "ensemble", template=template)
+    return create_recognizer(spec, device=device, dtype=dtype, source=str(source))
+
+
+def run_spec(run: str | Path) -> tuple[RecognizerSpec, list[str], Path]:
+    """``(spec, class names, step directory)`` of a run's latest checkpoint, without building the model."""
+    from openvocab.models.checkpoint import read_trainer_state
+
+    run_dir = Path(run).expanduser()
+    step_dir, state = read_trainer_state(run_dir)
+    extra = state.get("extra") or {}
+    class_names = extra.get("class_names")
+    if not class_names:
+        raise InputError("checkpoint carries no class names", path=step_dir)
+    try:
+        if extra.get("spec"):
+            spec = RecognizerSpec.from_dict(extra["spec"])
+        else:  # written before streams: a flat arch, head settings in config.yaml
+            spec = RecognizerSpec.from_dict(state.get("arch") or {}, head_settings=_legacy_head_settings(run_dir / "config.yaml"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"checkpoint describes a model this openvocab cannot build ({exc})", path=step_dir) from None
+    return spec, list(class_names), step_dir
+
+
+def _legacy_head_settings(config: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        raise InputError("unreadable run recipe", path=config) from None
+    model = data.get("model") or {}
+    return {k: model[k] for k in _LEGACY_HEAD_SETTINGS if k in model}
+
+
+def _load_run(run_dir: Path, *, device, dtype: torch.dtype | None, prompts: str | None, template: str | None) -> VideoRecognizer:
+    from openvocab.models.checkpoint import load_checkpoint
+
+    spec, class_names, step_dir = run_spec(run_dir)
+    if prompts is not None:
+        if spec.head.classifier != "text":
+            log.warning("%s: --prompts is used only by a 'text' classifier; this run's is '%s'", run_dir, spec.head.classifier)
+        else:
+            spec = spec.with_head(prompts=prompts, template=template)
+    if dtype is not None and dtype != torch.float32:
+        log.warning("%s: a training run is loaded in float32 (dtype %s ignored)", run_dir, dtype)
+    model = create_recognizer(spec, class_names=class_names, device=device, from_checkpoint=True, source=str(run_dir))
+    load_checkpoint(step_dir, model=model, arch=spec.arch(), restore_rng=False)
+    model.run_dir = str(run_dir)
+    return model.eval()
+
+
+__all__ = ["HeadSpec", "RecognizerSpec", "create_recognizer", "is_run_dir", "load_recognizer", "run_spec"]

@@ -70,3 +70,29 @@ def test_trainer_validation_equals_evaluate(run, tmp_path):
     _, result = _evaluate_top1(run_dir, manifest, "2x3", tmp_path)
     assert val["val_videos"] == result["videos"]
     assert val["val_top1"] == pytest.approx(result["result"]["top1"]) and val["val_map"] == pytest.approx(result["result"]["map"], abs=1e-5)
+
+
+def test_the_cli_commands_agree_at_2x3(run, tmp_path, monkeypatch, capsys):
+    """The same agreement through ``openvocab classify --format json`` and ``openvocab evaluate --predictions``."""
+    import sys
+
+    from openvocab.cli import main
+
+    data, run_dir = run
+
+    def call(*args):
+        monkeypatch.setattr(sys, "argv", ["openvocab", *args])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        out, err = capsys.readouterr()
+        assert exc.value.code == 0, err
+        return out
+
+    manifest = read_manifest(data / "val.csv", classes=data / "classes.txt")
+    names = ", ".join(manifest.class_names(normalised=True))
+    common = ["--model", str(run_dir), "--frames", str(FRAMES), "--views", "2x3"]
+    out = call("classify", *[r.path for r in manifest.records], "--labels", names, "--format", "json", "--no-label-bank", "--segments", "0", "-q", *common)
+    by_classify = {r["path"]: r["labels"][0]["label"] for r in json.loads(out)}
+    call("evaluate", str(data / "val.csv"), "--classes", str(data / "classes.txt"), "--workers", "0", "--predictions", str(tmp_path / "p.csv"), *common)
+    by_evaluate = {row["path"]: row["predicted"] for row in csv.DictReader(open(tmp_path / "p.csv"))}
+    assert by_classify == by_evaluate and len(by_classify) == len(manifest.records)

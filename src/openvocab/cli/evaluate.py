@@ -40,12 +40,13 @@ def evaluate(
     frames: FramesOption = 8,
     sampler: SamplerOption = "uniform",
     stride: StrideOption = 4,
-    views: str = typer.Option("1x1", "--views", help="e.g. 4x3 (view embeddings averaged)."),
+    views: str = typer.Option("1x1", "--views", help="Temporal clips x spatial crops, e.g. 4x3 (per-view probabilities averaged, as in classify)."),
     batch_size: BatchSizeOption = 8,
     workers: WorkersOption = 2,
     device: DeviceOption = "cpu",
     plots: Optional[Path] = typer.Option(None, "--plots", help="Write confusion_matrix.png and class_correlation.png here."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON result here (atomically)."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Also write one CSV row per scored video: path, true labels, predicted label, score."),
 ) -> None:
     """Evaluate zero-shot CLIP or a trained run on a labelled dataset. Example (Text4Vis Table 4, UCF*):
 
@@ -87,5 +88,5 @@ def evaluate(
     m.require_nonempty()
     t, c = parse_views(opts["views"])
     spec = SamplerSpec(kind=opts["sampler"], frames=opts["frames"], stride=opts["stride"], temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
-    result = run_evaluation(model_source=str(opts["model"]), manifest=m, protocol=opts["protocol"], sampler=spec, trials=opts["trials"], seed=opts["seed"], split_files=[str(p) for p in opts["split_files"]], batch_size=opts["batch_size"], workers=opts["workers"], device=opts["device"], plots=plots)
+    result = run_evaluation(model_source=str(opts["model"]), manifest=m, protocol=opts["protocol"], sampler=spec, trials=opts["trials"], seed=opts["seed"], split_files=[str(p) for p in opts["split_files"]], batch_size=opts["batch_size"], workers=opts["workers"], device=opts["device"], plots=plots, predictions=predictions)
     write_output(json.dumps(result, indent=2), output)

@@ -17,6 +17,7 @@ from openvocab.text.prompts import (
     KINETICS_TEMPLATES,
     PromptSet,
     build_prompts,
+    class_name_key,
     clean_labels,
     load_templates_file,
     normalise_class_name,
@@ -127,7 +128,7 @@ def test_read_labels_txt(tmp_path: Path) -> None:
 
 def test_read_labels_csv_and_json(tmp_path: Path) -> None:
     csv_path = tmp_path / "kinetics.csv"
-    csv_path.write_text("youtube_id,Label,split\nabc,\"playing guitar, loudly\",train\ndef,yoga,train\nghi,yoga,val\n", encoding="utf-8")
+    csv_path.write_text('youtube_id,Label,split\nabc,"playing guitar, loudly",train\ndef,yoga,train\nghi,yoga,val\n', encoding="utf-8")
     assert read_labels_file(csv_path) == ["playing guitar, loudly", "yoga"]
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("a,b\n1,2\n", encoding="utf-8")
@@ -183,6 +184,15 @@ def test_read_labels_errors(tmp_path: Path) -> None:
 )
 def test_normalise_class_name(raw: str, expected: str) -> None:
     assert normalise_class_name(raw) == expected
+
+
+def test_class_name_key_matches_spellings_of_one_class() -> None:
+    """One matching rule for the whole project (manifests, split files): normalise, then case-fold."""
+    spellings = ["ApplyEyeMakeup", "apply eye makeup", "Apply_Eye_Makeup", "  Apply  Eye Makeup ", "APPLY EYE MAKEUP"]
+    assert {class_name_key(s) for s in spellings} == {"apply eye makeup"}
+    assert class_name_key("Playing Guitar") == "playing guitar" and normalise_class_name("Playing Guitar") == "Playing Guitar"
+    assert class_name_key(42) == "42" and class_name_key("   ") == ""
+    assert class_name_key("Straße") == "strasse"
 
 
 # ---------------------------------------------------------------------- ensembling

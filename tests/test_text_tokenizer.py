@@ -19,7 +19,9 @@ from openvocab.text.tokenizer import (
     clip_vocab_and_merges,
     encode_prompts,
     load_tokenizer,
+    pad_token_ids,
     save_clip_tokenizer,
+    tokenize_prompts,
 )
 
 TEXTS = [
@@ -114,6 +116,23 @@ def test_encode_prompts_pads_to_longest_without_truncation(tokenizer) -> None:
     assert inputs["attention_mask"][1].tolist() == [1, 1, 1, 0, 0, 0, 0]
 
 
+def test_tokenize_prompts_unpadded_and_truncated_like_encode_prompts(tokenizer) -> None:
+    long_text = "a person " + "juggling many bright orange balls " * 60
+    texts = ["a photo of a cat", long_text, "dog", ""]
+    ids, truncated = tokenize_prompts(tokenizer, texts, context_length=77)
+    assert truncated == [1]
+    assert ids[0] == [49406, 320, 1125, 539, 320, 2368, 49407] and ids[2] == [49406, 1929, 49407] and ids[3] == [BOS_ID, EOS_ID]
+    assert len(ids[1]) == 77 and ids[1][0] == BOS_ID and ids[1][-1] == EOS_ID
+    padded = pad_token_ids(ids, pad_id=EOS_ID)
+    reference, _ = encode_prompts(tokenizer, texts, context_length=77)
+    assert torch.equal(padded["input_ids"], reference["input_ids"])
+    assert torch.equal(padded["attention_mask"], reference["attention_mask"])
+    with pytest.raises(TypeError):
+        tokenize_prompts(tokenizer, "a single string")
+    with pytest.raises(Exception, match="no prompts"):
+        tokenize_prompts(tokenizer, [])
+
+
 def test_encode_prompts_rejects_bad_input(tokenizer) -> None:
     with pytest.raises(TypeError):
         encode_prompts(tokenizer, "a single string")
@@ -153,7 +172,7 @@ def test_exception_from_transformers_becomes_model_load_error(monkeypatch: pytes
     monkeypatch.setattr(AutoTokenizer, "from_pretrained", broken)
     with pytest.raises(ModelLoadError, match="could not load a CLIP tokenizer") as info:
         load_tokenizer("someone/some-model")
-    assert "huggingface-cli download" in _one_line(info.value)
+    assert "hf download someone/some-model --local-dir DIR" in _one_line(info.value)
     (tmp_path / "tokenizer.json").write_text("{}", encoding="utf-8")  # a local dir whose files transformers rejects
     with pytest.raises(ModelLoadError):
         load_tokenizer(tmp_path)

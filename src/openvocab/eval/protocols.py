@@ -30,6 +30,7 @@ import torch
 from openvocab.errors import InputError
 from openvocab.eval.metrics import as_numpy, mean_class_accuracy, topk_accuracy
 from openvocab.scoring import clip_scores
+from openvocab.text.prompts import class_name_key
 
 __all__ = [
     "DEFAULT_LOGIT_SCALE",
@@ -41,7 +42,6 @@ __all__ = [
     "full_protocol",
     "half_class_protocol",
     "kinetics600_novel_protocol",
-    "normalise_class_name",
 ]
 
 DEFAULT_LOGIT_SCALE = 100.0  # CLIP's learned temperature 1/0.01 (ranking metrics do not depend on it)
@@ -189,11 +189,6 @@ def half_class_protocol(video_embeddings, targets, class_embeddings, *, trials: 
     return result
 
 
-def normalise_class_name(name: str) -> str:
-    """Key for matching class names: stripped, lower-cased, runs of whitespace collapsed to one space."""
-    return " ".join(str(name).split()).lower()
-
-
 def _read_split(split: str | os.PathLike | Sequence[str], index: int, lookup: dict[str, int]) -> tuple[str, np.ndarray]:
     """Class indices of one split (a file with one class name per line, or a sequence of names)."""
     if isinstance(split, (str, os.PathLike)):
@@ -211,7 +206,7 @@ def _read_split(split: str | os.PathLike | Sequence[str], index: int, lookup: di
     indices: list[int] = []
     seen: dict[int, int] = {}
     for number, raw in enumerate(lines, start=1):
-        key = normalise_class_name(raw)
+        key = class_name_key(raw)
         if not key:
             continue
         if key not in lookup:
@@ -232,8 +227,8 @@ def kinetics600_novel_protocol(video_embeddings, targets, class_embeddings, *, c
 
     ``class_names[i]`` names class ``i`` of ``class_embeddings``/``targets`` (e.g. the 220 novel classes, or all
     600). Each entry of ``split_files`` is a path to a text file with one class name per line (blank lines are
-    skipped) or a sequence of names; names match after :func:`normalise_class_name`. An unknown or repeated name
-    raises :class:`~openvocab.errors.InputError` naming the file and line. Reports per-split top-1/top-5 and the
+    skipped) or a sequence of names; names match after :func:`~openvocab.text.prompts.class_name_key`. An unknown or
+    repeated name raises :class:`~openvocab.errors.InputError` naming the file and line. Reports per-split top-1/top-5 and the
     mean ± std (population) of top-1 over the splits.
     """
     v, y, c = _inputs(video_embeddings, targets, class_embeddings)
@@ -242,7 +237,7 @@ def kinetics600_novel_protocol(video_embeddings, targets, class_embeddings, *, c
         raise InputError(f"{len(names)} class names for {c.shape[0]} class embeddings")
     lookup: dict[str, int] = {}
     for i, name in enumerate(names):
-        key = normalise_class_name(name)
+        key = class_name_key(name)
         if key in lookup:
             raise InputError(f"class names {names[lookup[key]]!r} and {name!r} are the same after normalisation")
         lookup[key] = i

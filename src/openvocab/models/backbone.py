@@ -18,9 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -33,9 +32,12 @@ log = logging.getLogger(__name__)
 
 RANDOM_WEIGHTS_MARKER = "openvocab_random_weights.json"
 
+#: Prompts per text-tower call. Prompts are sorted by token count first, so a batch pads to nearly its own length
+#: and the size matters little for padding; measured on 2 CPU cores (ViT-B/32 text tower, Kinetics-400 x 28
+#: templates) throughput is flat from 64 to 256 and drops at 512 (BENCHMARKS.md, "Label encoding (text tower)").
+TEXT_BATCH_SIZE = 128
 
-def _hub_offline() -> bool:
-    return any(os.environ.get(k, "").lower() in {"1", "true", "yes", "on"} for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+ProgressCallback = Callable[[int, int], None]
 
 
 def _image_spec_from_dir(directory: Path | None, image_size: int) -> ImageSpec:
@@ -68,6 +70,13 @@ def _load_clip_model(name_or_path: str, *, dtype: torch.dtype | None) -> tuple[n
     from transformers import CLIPModel
 
     from openvocab.models.clip_resnet import ClipResNetConfig, ClipResNetModel
+    from openvocab.text.tokenizer import (
+        hub_download_hint,
+        hub_offline,
+        hub_unreachable,
+        looks_like_local_path,
+        missing_path_message,
+    )
 
     local = Path(name_or_path).expanduser()
     kwargs = {"dtype": dtype} if dtype is not None else {}
@@ -86,15 +95,17 @@ def _load_clip_model(name_or_path: str, *, dtype: torch.dtype | None) -> tuple[n
             return CLIPModel.from_pretrained(str(local), **kwargs), local
         except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
             raise ModelLoadError(f"could not load a CLIP model from this directory ({type(exc).__name__}: {exc})", path=local) from None
-    hint = (
-        "pass a local model directory instead (download one with `huggingface-cli download {id} --local-dir DIR` "
-        "on a machine with internet, or write a random-weight one with `openvocab model create --arch vit-b-32 DIR`)"
-    ).format(id=name_or_path)
+    if looks_like_local_path(name_or_path):
+        raise ModelLoadError(missing_path_message(name_or_path), path=local if name_or_path.startswith("~") else name_or_path)
+    hint = hub_download_hint(name_or_path)
     try:  # the local Hugging Face cache first: no network, no retries
         model = CLIPModel.from_pretrained(name_or_path, local_files_only=True, **kwargs)
     except Exception:  # noqa: BLE001
-        if _hub_offline():
+        if hub_offline():
             raise ModelLoadError(f"model '{name_or_path}' is not in the local Hugging Face cache and the hub is offline; {hint}") from None
+        unreachable = hub_unreachable(name_or_path)  # ~2 s at most, instead of ~30 s of retried requests and warnings
+        if unreachable is not None:
+            raise ModelLoadError(f"model '{name_or_path}' is not in the local Hugging Face cache and {unreachable}; {hint}") from None
         try:
             model = CLIPModel.from_pretrained(name_or_path, **kwargs)
         except Exception as exc:  # noqa: BLE001
@@ -121,7 +132,7 @@ class ClipBackbone(nn.Module):
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "ClipBackbone":
+    def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> ClipBackbone:
         """Load from a local directory or a hub id. Raises :class:`ModelLoadError` (one line) on any failure.
 
         ``random:ARCH`` (``random:vit-b-32`` ...) builds an architecture-exact model with seeded random weights in
@@ -142,7 +153,9 @@ class ClipBackbone(nn.Module):
             if dtype is not None:
                 clip = clip.to(dtype)
             size = int(clip.config.vision_config.image_size)
-            backbone = cls(clip=clip, tokenizer=build_clip_tokenizer(), image_spec=ImageSpec(size=size, resize_short_side=size), source=name, random_weights=True)
+            backbone = cls(
+                clip=clip, tokenizer=build_clip_tokenizer(), image_spec=ImageSpec(size=size, resize_short_side=size), source=name, random_weights=True
+            )
             return backbone.to(device)
         clip, directory = _load_clip_model(name, dtype=dtype)
         try:
@@ -212,7 +225,7 @@ class ClipBackbone(nn.Module):
             h.update(json.dumps(self.clip.config.text_config.to_dict(), sort_keys=True, default=str).encode())
             h.update(str(len(self.tokenizer)).encode())
             for name, tensor in sorted(self.clip.state_dict().items()):
-                if not (name.startswith("text_model.") or name.startswith("text_projection") or name == "logit_scale"):
+                if not (name.startswith(("text_model.", "text_projection")) or name == "logit_scale"):
                     continue
                 update_digest(h, name, tensor)
             self._fingerprint = h.hexdigest()[:24]
@@ -257,31 +270,60 @@ class ClipBackbone(nn.Module):
         return self.clip.text_projection(out.pooler_output)
 
     @torch.inference_mode()
-    def encode_prompts(self, prompts: Sequence[str], *, batch_size: int = 256) -> tuple[torch.Tensor, list[int]]:
-        """Tokenize and encode prompts in batches; returns (float32 CPU embeddings (M, D), indices truncated)."""
-        from openvocab.text.tokenizer import encode_prompts
+    def encode_prompts(
+        self,
+        prompts: Sequence[str],
+        *,
+        batch_size: int = TEXT_BATCH_SIZE,
+        progress: ProgressCallback | None = None,
+        share_prefixes: bool = True,
+    ) -> tuple[torch.Tensor, list[int]]:
+        """Tokenize and encode prompts in batches; returns (float32 CPU embeddings (M, D), indices truncated).
 
-        chunks: list[torch.Tensor] = []
-        truncated: list[int] = []
-        for start in range(0, len(prompts), batch_size):
-            batch = list(prompts[start : start + batch_size])
-            inputs, cut = encode_prompts(self.tokenizer, batch, context_length=self.context_length)
-            truncated.extend(start + i for i in cut)
-            chunks.append(self.encode_text(inputs["input_ids"], inputs.get("attention_mask")).float().cpu())
-        if not chunks:
-            return torch.empty(0, self.embed_dim), truncated
-        return torch.cat(chunks), truncated
+        All prompts are tokenized in one call. Token prefixes that many prompts share (a template's "a photo of a
+        person doing") are computed once and cached (``share_prefixes``; see :mod:`openvocab.models.text_encoding`);
+        the rest of each prompt is sorted by length and batched ``batch_size`` at a time, each batch padded only to
+        its own longest row; rows come back in input order. The result equals ``get_text_features`` on 77-token
+        inputs up to float rounding (tested). ``progress(done, total)`` is called after every batch with the number
+        of prompts encoded so far.
+        """
+        from openvocab.models.text_encoding import encode_token_ids
+        from openvocab.text.tokenizer import EOS_ID, tokenize_prompts
 
-    def encode_labels(self, labels: Sequence[str], prompts) -> torch.Tensor:
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of strings, not one string")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        prompts = list(prompts)
+        if not prompts:
+            return torch.empty(0, self.embed_dim), []
+        ids, truncated = tokenize_prompts(self.tokenizer, prompts, context_length=self.context_length)
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else EOS_ID
+        out = encode_token_ids(
+            self.clip.text_model,
+            self.clip.text_projection,
+            ids,
+            pad_id=pad_id,
+            batch_size=batch_size,
+            share_prefixes=share_prefixes,
+            forward=self.encode_text,
+            progress=progress,
+        )
+        return out, truncated
+
+    def encode_labels(self, labels: Sequence[str], prompts, *, progress: ProgressCallback | None = None) -> torch.Tensor:
         """Prompt-ensembled, L2-normalised label embeddings ``(L, D)`` (CLIP / MOV §3.1: each label is filled into
         every template of ``prompts`` (a :class:`~openvocab.text.prompts.PromptSet`), encoded, normalised,
-        averaged over templates and normalised again). Labels truncated to the context are logged once."""
+        averaged over templates and normalised again). Labels truncated to the context are logged once.
+        ``progress(done, total)`` counts encoded prompts (labels x templates), as in :meth:`encode_prompts`."""
         from openvocab.text.ensemble import ensemble_text_embeddings
 
         labels = list(labels)
         n_templates = len(prompts.templates)
         flat = [p for label in labels for p in prompts.fill(label)]
-        per_prompt, truncated = self.encode_prompts(flat)
+        per_prompt, truncated = self.encode_prompts(flat, progress=progress)
         for label in sorted({labels[i // n_templates] for i in truncated}):
             log.warning("label '%s…' is longer than the text encoder's %d-token context; it was truncated", label[:40], self.context_length)
         return ensemble_text_embeddings(per_prompt, len(labels), n_templates)

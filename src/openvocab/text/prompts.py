@@ -31,6 +31,7 @@ __all__ = [
     "KINETICS_TEMPLATES",
     "PromptSet",
     "build_prompts",
+    "class_name_key",
     "clean_labels",
     "load_templates_file",
     "normalise_class_name",
@@ -278,6 +279,15 @@ def normalise_class_name(name: str) -> str:
     parts = [piece for piece in collapsed.split("_") if piece]
     words = [word for piece in parts for word in _CAMEL.split(piece) if word]
     return " ".join(words).lower()
+
+
+def class_name_key(name: object) -> str:
+    """The key under which two spellings of a class name are the same class: :func:`normalise_class_name`, then
+    case-folded. ``ApplyEyeMakeup``, ``apply eye makeup``, ``Apply_Eye_Makeup`` and ``Apply  Eye Makeup`` share one
+    key. Used wherever names from different sources are matched (manifests against a vocabulary, split files
+    against class lists); :func:`normalise_class_name` itself keeps the case of natural text for the prompts.
+    """
+    return normalise_class_name(str(name)).casefold()
 
 
 PROMPT_MODES = ("ensemble", "single", "classname")

@@ -26,6 +26,9 @@ import json
 import logging
 import os
 import re
+import threading
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,8 +48,15 @@ __all__ = [
     "build_clip_tokenizer",
     "clip_vocab_and_merges",
     "encode_prompts",
+    "hub_download_hint",
+    "hub_offline",
+    "hub_unreachable",
     "load_tokenizer",
+    "looks_like_local_path",
+    "missing_path_message",
+    "pad_token_ids",
     "save_clip_tokenizer",
+    "tokenize_prompts",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,9 +76,9 @@ _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.m
 _MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 _LOCAL_HINT = (
-    "pass a local model directory, e.g. one written by `openvocab model create --arch vit-b-32 DIR` "
-    "or downloaded with `huggingface-cli download`"
+    "pass a local model directory, e.g. one written by `openvocab model create --arch vit-b-32 DIR` or downloaded with `hf download <hub id> --local-dir DIR`"
 )
+_PROBE_TIMEOUT_S = 2.0  # one request, no retries: enough to tell "no network" from "slow hub"
 
 
 def _bytes_to_unicode() -> list[str]:
@@ -146,9 +156,88 @@ def save_clip_tokenizer(directory: str | Path, *, model_max_length: int = CONTEX
     return target
 
 
-def _looks_like_path(name: str) -> bool:
-    """Names that cannot be a hub id (``owner/name``) are treated as local paths that do not exist."""
-    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or not _HUB_ID.match(name)
+def looks_like_local_path(name: str) -> bool:
+    """Whether a model name that does not exist on disk was meant as a local path rather than a hub id.
+
+    True for names that cannot be a hub id (``owner/name``): starting with ``/``, ``.`` or ``~``, holding a backslash
+    (or the OS separator, on Windows) or more than one ``/``, or not hub-id shaped; and for ``a/b`` whose first
+    component ``a`` is an existing local directory (``models/clip`` typed in a folder that has ``models/``).
+    """
+    if name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or not _HUB_ID.match(name):
+        return True
+    if os.sep != "/" and os.sep in name:
+        return True
+    head = name.split("/", 1)[0]
+    return "/" in name and Path(head).is_dir()
+
+
+def missing_path_message(name: str) -> str:
+    """The one-line explanation for a model path that does not exist (no hub advice: it was meant as a path)."""
+    head = name.split("/", 1)[0]
+    why = f" (read as a local path because the folder '{head}' exists here)" if _HUB_ID.match(name) and name.count("/") == 1 else ""
+    return (
+        f"model directory not found: the path does not exist{why}; check the path (a model directory is written by "
+        "`openvocab model create --arch vit-b-32 DIR` or `hf download <hub id> --local-dir DIR`)"
+    )
+
+
+def hub_download_hint(repo_id: str) -> str:
+    """What to do when a hub id cannot be fetched here: download it elsewhere with the ``hf`` CLI and pass the folder."""
+    return (
+        f"pass a local model directory instead: on a machine with internet run `hf download {repo_id} --local-dir DIR`, "
+        "copy DIR here and pass it (or write a random-weight model with `openvocab model create --arch vit-b-32 DIR`)"
+    )
+
+
+def _hub_endpoint() -> str:
+    endpoint = os.environ.get("HF_ENDPOINT")
+    if not endpoint:
+        try:
+            from huggingface_hub import constants
+
+            endpoint = constants.ENDPOINT
+        except ImportError:  # pragma: no cover - transformers always brings huggingface_hub
+            endpoint = "https://huggingface.co"
+    return endpoint.rstrip("/")
+
+
+def _probe(url: str, timeout: float) -> str | None:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None  # the hub (or a mirror/proxy) answered
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        return reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
+    except TimeoutError:  # socket.timeout is TimeoutError since Python 3.10
+        return f"no answer within {timeout:g} s"
+    except (OSError, ValueError) as exc:  # ValueError: a malformed HF_ENDPOINT
+        return f"{type(exc).__name__}: {exc}"
+
+
+def hub_unreachable(repo_id: str, *, timeout: float = _PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face hub cannot be reached from here, or ``None`` when it answers.
+
+    One HEAD request for the model's ``config.json`` with a short timeout and no retries: any HTTP answer (200, 404,
+    401, ...) means the hub is reachable and the normal loader runs; a DNS failure, refused connection or timeout
+    is returned as a short reason. Without this probe, huggingface_hub retries each request five times with back-off
+    (about 30 s) and prints every attempt before failing. The request runs in a daemon thread so that a slow DNS
+    resolver (which socket timeouts do not cover) cannot hold the caller longer than ``timeout`` either.
+    """
+    endpoint = _hub_endpoint()
+    result: list[str | None] = []
+    worker = threading.Thread(target=lambda: result.append(_probe(f"{endpoint}/{repo_id}/resolve/main/config.json", timeout)), daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    if not result:
+        return f"{endpoint} did not answer within {timeout:g} s"
+    return None if result[0] is None else f"{endpoint} cannot be reached: {result[0]}"
+
+
+def hub_offline() -> bool:
+    """Whether the user asked for offline mode (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` set to a true value)."""
+    return any(os.environ.get(k, "").strip().lower() in {"1", "true", "yes", "on"} for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def _is_clip_checkpoint(directory: Path) -> bool:
@@ -187,15 +276,21 @@ def load_tokenizer(name_or_path: str | Path, *, local_files_only: bool = False) 
         source, attempts = str(path), [{"local_files_only": True}]
     elif path.exists():
         raise ModelLoadError(f"is a file; expected a model directory or a hub id; {_LOCAL_HINT}", path=path)
-    elif _looks_like_path(name):
-        raise ModelLoadError(f"directory not found; {_LOCAL_HINT}", path=path)
+    elif looks_like_local_path(name):
+        raise ModelLoadError(missing_path_message(name), path=path if name.startswith("~") else name)
     else:
-        offline = local_files_only or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0")
+        offline = local_files_only or hub_offline()
         source = name
         attempts = [{"local_files_only": True}] + ([] if offline else [{"local_files_only": False}])
 
     problem = "offline or missing files"
     for kwargs in attempts:
+        if not kwargs["local_files_only"] and source == name:
+            unreachable = hub_unreachable(name)  # fail in ~2 s instead of ~30 s of retried requests
+            if unreachable is not None:
+                raise ModelLoadError(
+                    f"could not load a CLIP tokenizer for '{name}': not in the local Hugging Face cache and {unreachable}; {hub_download_hint(name)}"
+                )
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError, ... here
@@ -204,7 +299,56 @@ def load_tokenizer(name_or_path: str | Path, *, local_files_only: bool = False) 
         if len(tokenizer) > _MIN_REAL_VOCAB:
             return tokenizer
         problem = f"offline or missing files: got an empty tokenizer with {len(tokenizer)} tokens"
-    raise ModelLoadError(f"could not load a CLIP tokenizer for '{name}' ({problem}); {_LOCAL_HINT}")
+    hint = _LOCAL_HINT if source != name else hub_download_hint(name)
+    raise ModelLoadError(f"could not load a CLIP tokenizer for '{name}' ({problem}); {hint}")
+
+
+def _check_prompts(prompts: Sequence[str], context_length: int) -> list[str]:
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a sequence of strings, not one string")
+    texts = list(prompts)
+    if not texts:
+        raise InputError("no prompts to encode")
+    if context_length < 2:
+        raise ValueError(f"context_length must be at least 2, got {context_length}")
+    return texts
+
+
+def tokenize_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], *, context_length: int = CONTEXT_LENGTH) -> tuple[list[list[int]], list[int]]:
+    """Token ids of every prompt, unpadded, truncated to ``context_length``; and the indices of the prompts cut.
+
+    Truncation keeps the special tokens (CLIP: ``<|startoftext|>`` first, ``<|endoftext|>`` last), as OpenAI's
+    ``clip.tokenize(truncate=True)`` does. One batched tokenizer call; only the prompts that are too long are
+    tokenized a second time.
+    """
+    texts = _check_prompts(prompts, context_length)
+    ids = [list(seq) for seq in tokenizer(texts, truncation=False, padding=False, verbose=False)["input_ids"]]
+    truncated = [i for i, seq in enumerate(ids) if len(seq) > context_length]
+    if truncated:
+        cut = tokenizer([texts[i] for i in truncated], truncation=True, max_length=context_length, padding=False)["input_ids"]
+        for i, seq in zip(truncated, cut, strict=True):
+            ids[i] = list(seq)
+    return ids, truncated
+
+
+def pad_token_ids(sequences: Sequence[Sequence[int]], *, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad token id lists to the longest of them: ``input_ids`` and ``attention_mask`` (int64, ``(N, L)``).
+
+    For CLIP's text tower the padding length does not change the embeddings: a causal mask keeps every position
+    before the end-of-text token from seeing the padding, and the pooled output is taken at the first end-of-text
+    token (or the arg-max id, which is the same position since ``<|endoftext|>`` is the largest id).
+    """
+    import torch
+
+    if not sequences:
+        raise InputError("no token sequences to pad")
+    longest = max(len(seq) for seq in sequences)
+    input_ids = torch.full((len(sequences), longest), int(pad_id), dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        attention_mask[row, : len(seq)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def encode_prompts(
@@ -216,13 +360,7 @@ def encode_prompts(
     ``clip.tokenize(truncate=True)`` does. Returns the model inputs (``input_ids``, ``attention_mask``, ... as
     tensors) and the indices of the prompts that were cut, so callers can warn about them.
     """
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a sequence of strings, not one string")
-    texts = list(prompts)
-    if not texts:
-        raise InputError("no prompts to encode")
-    if context_length < 2:
-        raise ValueError(f"context_length must be at least 2, got {context_length}")
+    texts = _check_prompts(prompts, context_length)
     # One pass without truncation tells which prompts are too long; re-tokenize only when some are.
     full = tokenizer(texts, truncation=False, padding=False, verbose=False)
     truncated = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > context_length]

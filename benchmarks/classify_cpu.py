@@ -27,7 +27,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-LABELS = ["playing guitar", "yoga", "dog barking", "arm wrestling", "cleaning pool", "hitting baseball", "applauding", "cricket shot", "sign language", "riding a bike"]
+LABELS = [
+    "playing guitar",
+    "yoga",
+    "dog barking",
+    "arm wrestling",
+    "cleaning pool",
+    "hitting baseball",
+    "applauding",
+    "cricket shot",
+    "sign language",
+    "riding a bike",
+]
 
 
 def make_clip(path: Path, *, seconds: float = 10.0, fps: int = 25, width: int = 640, height: int = 360) -> Path:
@@ -113,10 +124,17 @@ def main() -> None:
 
     row = {
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "clip": "10 s 640x360 25 fps h264", "model": "ViT-B/32 architecture (random weights)", "frames": args.frames,
-        "labels": len(labels), "prompts_per_label": len(templates),
-        "baseline_s": round(t_base, 3), "openvocab_s": round(t_ours, 3), "openvocab_no_label_bank_s": round(t_nobank, 3),
-        "speedup": round(t_base / t_ours, 2), "speedup_without_label_bank": round(t_base / t_nobank, 2), "top1_agrees": agree,
+        "clip": "10 s 640x360 25 fps h264",
+        "model": "ViT-B/32 architecture (random weights)",
+        "frames": args.frames,
+        "labels": len(labels),
+        "prompts_per_label": len(templates),
+        "baseline_s": round(t_base, 3),
+        "openvocab_s": round(t_ours, 3),
+        "openvocab_no_label_bank_s": round(t_nobank, 3),
+        "speedup": round(t_base / t_ours, 2),
+        "speedup_without_label_bank": round(t_base / t_nobank, 2),
+        "top1_agrees": agree,
     }
     print(json.dumps(row, indent=2))
     if args.json:

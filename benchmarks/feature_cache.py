@@ -45,7 +45,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         per_class = max(1, args.videos // 4)
-        spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue"), motions=("left",), label_factors=("colour", "shape"), clips_per_class=per_class, frames=32, size=128, novel_fraction=0.0, val_fraction=0.0, test_fraction=0.0)
+        spec = SynthSpec(
+            shapes=("circle", "square"),
+            colours=("red", "blue"),
+            motions=("left",),
+            label_factors=("colour", "shape"),
+            clips_per_class=per_class,
+            frames=32,
+            size=128,
+            novel_fraction=0.0,
+            val_fraction=0.0,
+            test_fraction=0.0,
+        )
         data = generate(spec, tmp / "synth", seed=0)
         m = read_manifest(data / "train.csv", classes=data / "classes.txt")
         backbone = ClipBackbone.from_pretrained(f"random:{args.arch}")
@@ -54,7 +65,15 @@ def main() -> None:
 
         def fresh_model() -> VideoRecognizer:
             torch.manual_seed(0)
-            rs = RecognizerSpec(model=backbone.source, num_classes=len(names), classifier="orthogonal", temporal="ttrans", temporal_layers=1, frames=args.frames, train_backbone=False)
+            rs = RecognizerSpec(
+                model=backbone.source,
+                num_classes=len(names),
+                classifier="orthogonal",
+                temporal="ttrans",
+                temporal_layers=1,
+                frames=args.frames,
+                train_backbone=False,
+            )
             return VideoRecognizer(backbone=backbone, head=build_head(rs, backbone=backbone, class_names=names), spec=rs)
 
         batch = 8
@@ -94,8 +113,12 @@ def main() -> None:
 
     row = {
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "model": f"{args.arch} architecture (random weights), frozen", "videos": len(m.records), "frames": args.frames,
-        "epoch_s_recompute": round(baseline, 3), "epoch_s_cached": round(cached, 4), "one_time_extract_s": round(extract_s, 3),
+        "model": f"{args.arch} architecture (random weights), frozen",
+        "videos": len(m.records),
+        "frames": args.frames,
+        "epoch_s_recompute": round(baseline, 3),
+        "epoch_s_cached": round(cached, 4),
+        "one_time_extract_s": round(extract_s, 3),
         "speedup_per_epoch": round(baseline / cached, 1),
     }
     print(json.dumps(row, indent=2))

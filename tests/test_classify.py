@@ -24,7 +24,7 @@ def _smooth_clip(path, n=40, w=320, h=240):
     frames = np.empty((n, h, w, 3), np.uint8)
     for i in range(n):
         frames[i, ..., 0] = (xx + 4 * i) % 256
-        frames[i, ..., 1] = (yy * 255 // h)
+        frames[i, ..., 1] = yy * 255 // h
         frames[i, ..., 2] = ((xx + yy) // 3 + 8 * i) % 256
     return write_video(path, frames, fps=20)
 

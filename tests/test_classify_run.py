@@ -30,16 +30,36 @@ FRAMES = 4
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue"), motions=("left",), label_factors=("colour", "shape"), clips_per_class=5, frames=FRAMES, size=48, novel_fraction=0.0)
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red", "blue"),
+        motions=("left",),
+        label_factors=("colour", "shape"),
+        clips_per_class=5,
+        frames=FRAMES,
+        size=48,
+        novel_fraction=0.0,
+    )
     return generate(spec, tmp_path_factory.mktemp("synth_run"), seed=3)
 
 
 def _train(data: Path, out: Path, classifier: str, **extra) -> Path:
     overrides = {
-        "data.train": str(data / "train.csv"), "data.val": "null", "run.out": str(out), "run.progress": "false",
-        "model.classifier": classifier, "model.temporal": "ttrans", "model.temporal_layers": "1", "model.token_t1d_blocks": "[0]",
-        "model.prompts": "single", "data.frames": str(FRAMES), "data.batch_size": "4", "data.workers": "0", "optim.epochs": "2",
-        "optim.warmup_epochs": "0", "optim.lr": "3e-3",
+        "data.train": str(data / "train.csv"),
+        "data.val": "null",
+        "run.out": str(out),
+        "run.progress": "false",
+        "model.classifier": classifier,
+        "model.temporal": "ttrans",
+        "model.temporal_layers": "1",
+        "model.token_t1d_blocks": "[0]",
+        "model.prompts": "single",
+        "data.frames": str(FRAMES),
+        "data.batch_size": "4",
+        "data.workers": "0",
+        "optim.epochs": "2",
+        "optim.warmup_epochs": "0",
+        "optim.lr": "3e-3",
     }
     overrides.update(extra)
     train(load_config(RECIPE, [f"{k}={v}" for k, v in overrides.items()]))
@@ -148,7 +168,9 @@ def test_cli_classify_with_a_run_dir(ortho_run, synth, tmp_path, monkeypatch, ca
         return exc.value.code, out, err
 
     names = load_run(ortho_run).class_names
-    code, out, err = call("classify", str(_held_out(synth)), "--labels", ", ".join(names), "--model", str(ortho_run), "--frames", str(FRAMES), "--no-label-bank")
+    code, out, err = call(
+        "classify", str(_held_out(synth)), "--labels", ", ".join(names), "--model", str(ortho_run), "--frames", str(FRAMES), "--no-label-bank"
+    )
     assert code == 0, err
     assert all(n in out for n in names[:2]) and _held_out(synth).name in out
     code, out, err = call("classify", str(_held_out(synth)), "--labels", "juggling", "--model", str(ortho_run), "--frames", str(FRAMES), "--no-label-bank")

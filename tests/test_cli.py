@@ -268,7 +268,22 @@ def test_one_frame_duplicates_long_and_unicode(run, make_video):
 
 def test_entry_point_runs_as_a_process(tiny_model_dir, make_video, tmp_path):
     video = make_video("v.mp4", num_frames=40)  # 8 TSN segments of 5 frames: one sampled frame per window
-    cmd = [sys.executable, "-m", "openvocab.cli", "classify", str(video), "--labels", LABELS, "--model", str(tiny_model_dir), "--label-bank", str(tmp_path / "b.sqlite"), "--format", "csv", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "openvocab.cli",
+        "classify",
+        str(video),
+        "--labels",
+        LABELS,
+        "--model",
+        str(tiny_model_dir),
+        "--label-bank",
+        str(tmp_path / "b.sqlite"),
+        "--format",
+        "csv",
+        "-q",
+    ]
     ok = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert len(ok.stdout.strip().splitlines()) == 1 + 3 + 3 * 8  # header, clip ranks, segment ranks
@@ -286,9 +301,21 @@ def test_usage_errors_are_short_and_exit_2(run, args, fragment):
 def test_import_is_light_and_help_answers_without_torch():
     """`import openvocab.cli`, `--help` of every command group and usage errors never load torch & co."""
     argvs = [
-        [], ["--help"], ["classify", "--help"], ["classify"], ["clasify"], ["labels", "--help"], ["labels", "list", "--help"],
-        ["labels", "remove", "--help"], ["labels", "clear", "--help"], ["model", "--help"], ["data", "--help"],
-        ["train", "--help"], ["evaluate", "--help"], ["features", "--help"], ["features", "train-head", "--help"],
+        [],
+        ["--help"],
+        ["classify", "--help"],
+        ["classify"],
+        ["clasify"],
+        ["labels", "--help"],
+        ["labels", "list", "--help"],
+        ["labels", "remove", "--help"],
+        ["labels", "clear", "--help"],
+        ["model", "--help"],
+        ["data", "--help"],
+        ["train", "--help"],
+        ["evaluate", "--help"],
+        ["features", "--help"],
+        ["features", "train-head", "--help"],
     ]
     script = (
         "import json, sys\n"
@@ -313,7 +340,31 @@ def test_import_is_light_and_help_answers_without_torch():
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("group", [["classify"], ["labels"], ["labels", "add"], ["labels", "list"], ["labels", "export"], ["labels", "remove"], ["labels", "clear"], ["model"], ["model", "create"], ["model", "export"], ["model", "convert"], ["model", "info"], ["data"], ["data", "synth"], ["data", "check"], ["train"], ["evaluate"], ["features"], ["features", "extract"], ["features", "train-head"]])
+@pytest.mark.parametrize(
+    "group",
+    [
+        ["classify"],
+        ["labels"],
+        ["labels", "add"],
+        ["labels", "list"],
+        ["labels", "export"],
+        ["labels", "remove"],
+        ["labels", "clear"],
+        ["model"],
+        ["model", "create"],
+        ["model", "export"],
+        ["model", "convert"],
+        ["model", "info"],
+        ["data"],
+        ["data", "synth"],
+        ["data", "check"],
+        ["train"],
+        ["evaluate"],
+        ["features"],
+        ["features", "extract"],
+        ["features", "train-head"],
+    ],
+)
 def test_help_of_every_command(run, group):
     code, out, err = run(*group, "--help", model=False)
     assert code == 0 and "Usage:" in out, err

@@ -16,7 +16,18 @@ from openvocab.data.synth import SynthSpec, generate
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    spec = SynthSpec(shapes=("circle",), colours=("red", "blue", "green"), motions=("left",), label_factors=("colour",), clips_per_class=3, frames=4, size=32, novel_fraction=0.0, val_fraction=0.0, test_fraction=0.0)
+    spec = SynthSpec(
+        shapes=("circle",),
+        colours=("red", "blue", "green"),
+        motions=("left",),
+        label_factors=("colour",),
+        clips_per_class=3,
+        frames=4,
+        size=32,
+        novel_fraction=0.0,
+        val_fraction=0.0,
+        test_fraction=0.0,
+    )
     return generate(spec, tmp_path_factory.mktemp("head_synth"), seed=1)
 
 
@@ -35,7 +46,9 @@ def run(monkeypatch, capsys):
 
 @pytest.fixture
 def cache(run, synth, tiny_model_dir, tmp_path):
-    code, out, err = run("extract", str(synth / "train.csv"), "--out", str(tmp_path / "cache"), "--model", str(tiny_model_dir), "--frames", "4", "--workers", "0")
+    code, out, err = run(
+        "extract", str(synth / "train.csv"), "--out", str(tmp_path / "cache"), "--model", str(tiny_model_dir), "--frames", "4", "--workers", "0"
+    )
     assert code == 0, err
     return tmp_path / "cache"
 

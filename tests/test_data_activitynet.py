@@ -45,9 +45,7 @@ DATABASE = {
     "vidB": _entry("validation", 60.0, (5, 15, "Surfing")),
     "vidC": _entry("training", 30.0, (0, 10, "Archery"), (12, 30.8, "Archery")),  # 30.8 s: within the 1 s slack
     "vidMissing": _entry("training", 30.0, (1, 2, "Surfing")),
-    "vidBadSeg": _entry(
-        "training", 40.0, (10, 5, "Surfing"), (-1, 3, "Surfing"), (30, 45, "Surfing"), (1, 2, "Surfing")
-    ),
+    "vidBadSeg": _entry("training", 40.0, (10, 5, "Surfing"), (-1, 3, "Surfing"), (30, 45, "Surfing"), (1, 2, "Surfing")),
     "vidEmpty": _entry("training", 50.0),
     "vidTest": {"subset": "testing", "duration": 90.0, "url": "", "resolution": "", "annotations": []},
     "vidFrames": _entry("validation", 20.0, (2, 8, "Zumba")),
@@ -77,9 +75,7 @@ def anet(tmp_path: Path, make_video) -> tuple[Path, Path]:
 
 
 def _names(manifest: Manifest) -> list[tuple[str, tuple[str, ...], float | None, float | None]]:
-    return [
-        (Path(r.path).name, tuple(manifest.classes[i] for i in r.labels), r.start_s, r.end_s) for r in manifest.records
-    ]
+    return [(Path(r.path).name, tuple(manifest.classes[i] for i in r.labels), r.start_s, r.end_s) for r in manifest.records]
 
 
 def _problems(manifest: Manifest) -> list[tuple[int | None, str]]:
@@ -103,9 +99,7 @@ def test_segments_mode_one_record_per_annotation(anet) -> None:
     assert [r.row for r in m.records] == [1, 1, 1, 3, 3, 5, 9]
     assert all(Path(r.path).is_absolute() and Path(r.path).is_file() for r in m.records)
     assert m.records[0].path == str(root.absolute() / "train" / "v_vidA.mp4")
-    assert m.summary() == (
-        "activitynet training: 7 videos, 4 classes, 5 rows skipped (3 bad time ranges, 1 missing file, 1 missing label)"
-    )
+    assert m.summary() == ("activitynet training: 7 videos, 4 classes, 5 rows skipped (3 bad time ranges, 1 missing file, 1 missing label)")
 
 
 def test_videos_mode_one_multilabel_record_per_video(anet) -> None:

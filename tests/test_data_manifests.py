@@ -89,8 +89,7 @@ def test_csv_manifest_rows_problems_and_summary(tmp_path: Path) -> None:
     assert "'abc' is not a time" in m.problems[4].message
     assert "end 2 s is not after start 5 s" in m.problems[5].message
     assert m.summary() == (
-        f"{tmp_path / 'train.csv'}: 3 videos, 3 classes, 7 rows skipped "
-        "(2 bad time ranges, 2 missing files, 1 empty path, 1 malformed row, 1 missing label)"
+        f"{tmp_path / 'train.csv'}: 3 videos, 3 classes, 7 rows skipped (2 bad time ranges, 2 missing files, 1 empty path, 1 malformed row, 1 missing label)"
     )
     # the real clip decodes through the path the record carries
     assert open_video(m.records[0].path).info.num_frames == 6
@@ -99,9 +98,7 @@ def test_csv_manifest_rows_problems_and_summary(tmp_path: Path) -> None:
 def test_fixed_vocabulary_unknown_labels_and_normalised_matching(tmp_path: Path) -> None:
     _generic_tree(tmp_path)
     (tmp_path / "labels.txt").write_text("apply eye makeup\nyoga\n")
-    (tmp_path / "m.csv").write_text(
-        "Path,Labels\nvideos/a.mp4,ApplyEyeMakeup\nvideos/b.mp4,skydiving\nvideos/b.mp4,YOGA|apply_eye_makeup\n"
-    )
+    (tmp_path / "m.csv").write_text("Path,Labels\nvideos/a.mp4,ApplyEyeMakeup\nvideos/b.mp4,skydiving\nvideos/b.mp4,YOGA|apply_eye_makeup\n")
     m = read_manifest(tmp_path / "m.csv", classes=tmp_path / "labels.txt")
     assert m.classes == ["apply eye makeup", "yoga"]
     assert [r.labels for r in m.records] == [(0,), (0, 1)]
@@ -183,9 +180,7 @@ def test_subset_reindexes_and_require_nonempty(tmp_path: Path) -> None:
     assert m.require_nonempty() is m
     with pytest.raises(InputError) as info:
         Manifest([], ["x"], m.problems * 2, "m.csv").require_nonempty()
-    assert str(info.value) == (
-        "no usable videos in m.csv (2 rows skipped: 2 missing files; first: m.csv:9: missing file q)"
-    )
+    assert str(info.value) == ("no usable videos in m.csv (2 rows skipped: 2 missing files; first: m.csv:9: missing file q)")
     assert str(RowProblem("s.txt", None, "note")) == "s.txt: note"
 
 
@@ -253,10 +248,7 @@ def test_kinetics_csv_layouts_and_problems(tmp_path: Path) -> None:
     assert (m.records[3].start_s, m.records[3].end_s) == (30.0, 40.0)  # full video
     assert _problems(m) == [(5, "missing file"), (8, "bad time range"), (9, "bad time range"), (10, "malformed row"), (12, "unknown label")]
     assert "missing file: no missing0000_000000_000010.* or other missing0000 video under" in str(m.problems[0])
-    assert m.summary() == (
-        "kinetics train [train]: 5 videos, 2 classes, 5 rows skipped "
-        "(2 bad time ranges, 1 malformed row, 1 missing file, 1 unknown label)"
-    )
+    assert m.summary() == ("kinetics train [train]: 5 videos, 2 classes, 5 rows skipped (2 bad time ranges, 1 malformed row, 1 missing file, 1 unknown label)")
     # open vocabulary, all splits; the val row now counts, the unknown label becomes a class
     m_all = read_kinetics_csv(tmp_path / "train.csv", video_root=root)
     assert m_all.classes == ["abseiling", "air drumming", "skydiving"] and len(m_all) == 7
@@ -325,9 +317,7 @@ def test_ucf101_train_and_test_lists(tmp_path: Path) -> None:
     assert m.class_names(normalised=False) == m.classes
     assert [(r.row, r.labels) for r in m.records] == [(1, (0,)), (2, (1,)), (7, (2,))]
     assert _problems(m) == [(3, "unknown label"), (4, "malformed row"), (5, "missing file"), (6, "malformed row")]
-    assert m.summary() == (
-        "ucf101 trainlist01: 3 videos, 3 classes, 4 rows skipped (2 malformed rows, 1 missing file, 1 unknown label)"
-    )
+    assert m.summary() == ("ucf101 trainlist01: 3 videos, 3 classes, 4 rows skipped (2 malformed rows, 1 missing file, 1 unknown label)")
     (splits / "testlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi\nSkiing/v_Skiing_g01_c01.avi\n")
     t = read_ucf101(splits, video_root=videos, subset="test")
     assert [r.labels for r in t.records] == [(0,)] and _problems(t) == [(2, "unknown label")]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from openvocab.data import read_manifest
 from openvocab.cli.data import data_app
+from openvocab.data import read_manifest
 from openvocab.data.synth import COLOURS, SynthSpec, class_phrase, generate, render_clip
 from openvocab.errors import InputError
 from openvocab.io.decode import open_video, probe_video

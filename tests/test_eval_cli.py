@@ -15,7 +15,18 @@ from openvocab.train.trainer import train
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue", "green"), motions=("left",), label_factors=("colour", "shape"), clips_per_class=4, frames=4, size=48, novel_fraction=0.0, val_fraction=0.0, test_fraction=0.5)
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red", "blue", "green"),
+        motions=("left",),
+        label_factors=("colour", "shape"),
+        clips_per_class=4,
+        frames=4,
+        size=48,
+        novel_fraction=0.0,
+        val_fraction=0.0,
+        test_fraction=0.5,
+    )
     return generate(spec, tmp_path_factory.mktemp("synth_eval"), seed=4)
 
 
@@ -29,23 +40,52 @@ def _run(monkeypatch, capsys, *args):
 
 
 def test_zero_shot_full_and_half_protocols_with_plots(monkeypatch, capsys, synth, tiny_model_dir, tmp_path):
-    code, out, err = _run(monkeypatch, capsys, str(synth / "test.csv"), "--model", str(tiny_model_dir), "--frames", "4", "--plots", str(tmp_path / "plots"), "--workers", "0")
+    code, out, err = _run(
+        monkeypatch, capsys, str(synth / "test.csv"), "--model", str(tiny_model_dir), "--frames", "4", "--plots", str(tmp_path / "plots"), "--workers", "0"
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["protocol"] == "full" and result["videos"] == 12 and result["classes"] == 6
     assert 0.0 <= result["result"]["top1"] <= 1.0 and result["result"]["top5"] >= result["result"]["top1"]
     assert all((tmp_path / "plots" / name).stat().st_size > 0 for name in ("confusion_matrix.png", "class_correlation.png"))
-    code, out, err = _run(monkeypatch, capsys, str(synth / "test.csv"), "--model", str(tiny_model_dir), "--frames", "4", "--protocol", "half", "--trials", "4", "--workers", "0", "-o", str(tmp_path / "half.json"))
+    code, out, err = _run(
+        monkeypatch,
+        capsys,
+        str(synth / "test.csv"),
+        "--model",
+        str(tiny_model_dir),
+        "--frames",
+        "4",
+        "--protocol",
+        "half",
+        "--trials",
+        "4",
+        "--workers",
+        "0",
+        "-o",
+        str(tmp_path / "half.json"),
+    )
     assert code == 0, err
     half = json.loads((tmp_path / "half.json").read_text())["result"]
     assert len(half["trials"]) == 4 and all(len(t["classes"]) == 3 for t in half["trials"])
 
 
 def test_a_trained_run_is_evaluated_on_its_classes_and_on_new_ones(monkeypatch, capsys, synth, tmp_path):
-    recipe = load_config(None, [
-        "model.model=random:tiny", "model.classifier=text", f"data.train={synth / 'train.csv'}", "data.val=null",
-        f"run.out={tmp_path / 'run'}", "run.progress=false", "run.max_steps=2", "data.frames=4", "data.batch_size=4", "data.workers=0",
-    ])
+    recipe = load_config(
+        None,
+        [
+            "model.model=random:tiny",
+            "model.classifier=text",
+            f"data.train={synth / 'train.csv'}",
+            "data.val=null",
+            f"run.out={tmp_path / 'run'}",
+            "run.progress=false",
+            "run.max_steps=2",
+            "data.frames=4",
+            "data.batch_size=4",
+            "data.workers=0",
+        ],
+    )
     train(recipe)
     code, out, err = _run(monkeypatch, capsys, str(synth / "test.csv"), "--model", str(tmp_path / "run"), "--frames", "4", "--workers", "0")
     assert code == 0, err
@@ -59,10 +99,21 @@ def test_a_trained_run_is_evaluated_on_its_classes_and_on_new_ones(monkeypatch, 
 
 
 def test_closed_set_heads_cannot_score_new_names(monkeypatch, capsys, synth, tmp_path):
-    recipe = load_config(None, [
-        "model.model=random:tiny", "model.classifier=orthogonal", f"data.train={synth / 'train.csv'}", "data.val=null",
-        f"run.out={tmp_path / 'run'}", "run.progress=false", "run.max_steps=1", "data.frames=4", "data.batch_size=4", "data.workers=0",
-    ])
+    recipe = load_config(
+        None,
+        [
+            "model.model=random:tiny",
+            "model.classifier=orthogonal",
+            f"data.train={synth / 'train.csv'}",
+            "data.val=null",
+            f"run.out={tmp_path / 'run'}",
+            "run.progress=false",
+            "run.max_steps=1",
+            "data.frames=4",
+            "data.batch_size=4",
+            "data.workers=0",
+        ],
+    )
     train(recipe)
     code, out, err = _run(monkeypatch, capsys, str(synth / "test.csv"), "--model", str(tmp_path / "run"), "--frames", "4", "--workers", "0")
     assert code == 0 and json.loads(out)["classes"] == 6, err  # its own classes: the frozen head itself
@@ -79,10 +130,21 @@ def test_model_export_of_a_trained_run(monkeypatch, capsys, synth, tmp_path):
 
     import openvocab
 
-    recipe = load_config(None, [
-        "model.model=random:tiny", "model.classifier=text", f"data.train={synth / 'train.csv'}", "data.val=null",
-        f"run.out={tmp_path / 'run'}", "run.progress=false", "run.max_steps=2", "data.frames=4", "data.batch_size=4", "data.workers=0",
-    ])
+    recipe = load_config(
+        None,
+        [
+            "model.model=random:tiny",
+            "model.classifier=text",
+            f"data.train={synth / 'train.csv'}",
+            "data.val=null",
+            f"run.out={tmp_path / 'run'}",
+            "run.progress=false",
+            "run.max_steps=2",
+            "data.frames=4",
+            "data.batch_size=4",
+            "data.workers=0",
+        ],
+    )
     train(recipe)
     monkeypatch.setattr(sys, "argv", ["openvocab", "model", "export", str(tmp_path / "run"), str(tmp_path / "exported")])
     with pytest.raises(SystemExit) as exc:

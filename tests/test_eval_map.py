@@ -71,18 +71,22 @@ def test_map_hand_example_with_a_tie():
 
 
 def test_hit_at_k_for_multi_hot_targets_by_hand():
-    scores = np.array([
-        [0.5, 0.3, 0.2, 0.0],  # ranks: 0, 1, 2, 3
-        [0.1, 0.2, 0.3, 0.4],  # ranks: 3, 2, 1, 0
-        [0.4, 0.4, 0.1, 0.1],  # tie: class 1 ranks above class 0 (higher index first), 3 above 2
-        [0.9, 0.05, 0.03, 0.02],
-    ])
-    truth = np.array([
-        [0, 1, 1, 0],  # best true rank 1 -> hit@2, not hit@1
-        [1, 0, 0, 1],  # class 3 is top -> hit@1
-        [1, 0, 0, 0],  # class 0 ranks 1 behind the tied class 1 -> hit@2 only
-        [0, 0, 0, 0],  # no true label: never a hit
-    ])
+    scores = np.array(
+        [
+            [0.5, 0.3, 0.2, 0.0],  # ranks: 0, 1, 2, 3
+            [0.1, 0.2, 0.3, 0.4],  # ranks: 3, 2, 1, 0
+            [0.4, 0.4, 0.1, 0.1],  # tie: class 1 ranks above class 0 (higher index first), 3 above 2
+            [0.9, 0.05, 0.03, 0.02],
+        ]
+    )
+    truth = np.array(
+        [
+            [0, 1, 1, 0],  # best true rank 1 -> hit@2, not hit@1
+            [1, 0, 0, 1],  # class 3 is top -> hit@1
+            [1, 0, 0, 0],  # class 0 ranks 1 behind the tied class 1 -> hit@2 only
+            [0, 0, 0, 0],  # no true label: never a hit
+        ]
+    )
     assert topk_accuracy(scores, truth, ks=(1, 2, 4)) == {1: 0.25, 2: 0.75, 4: 0.75}
     assert topk_accuracy(torch.from_numpy(scores), torch.from_numpy(truth).bool(), ks=(1,)) == {1: 0.25}
 

@@ -10,15 +10,27 @@ from openvocab.data.manifests import read_manifest
 from openvocab.data.synth import SynthSpec, generate
 from openvocab.features import cache as cache_mod
 from openvocab.features.cache import FeatureCache, extract_features
-from openvocab.train.head_training import evaluate_head, train_head
 from openvocab.io.sampling import SamplerSpec
 from openvocab.models.backbone import ClipBackbone
 from openvocab.models.factory import RecognizerSpec, create_recognizer
+from openvocab.train.head_training import evaluate_head, train_head
 
 
 @pytest.fixture(scope="module")
 def colour_synth(tmp_path_factory):
-    spec = SynthSpec(shapes=("circle",), colours=("red", "blue", "green"), motions=("left", "right"), label_factors=("colour",), clips_per_class=8, frames=6, size=48, novel_fraction=0.0, val_fraction=0.25, test_fraction=0.0, object_size=(0.25, 0.3))
+    spec = SynthSpec(
+        shapes=("circle",),
+        colours=("red", "blue", "green"),
+        motions=("left", "right"),
+        label_factors=("colour",),
+        clips_per_class=8,
+        frames=6,
+        size=48,
+        novel_fraction=0.0,
+        val_fraction=0.25,
+        test_fraction=0.0,
+        object_size=(0.25, 0.3),
+    )
     return generate(spec, tmp_path_factory.mktemp("colour_synth"), seed=2)
 
 
@@ -100,9 +112,24 @@ def test_features_cli_extract_and_train_head(colour_synth, tiny_model_dir, tmp_p
         return exc.value.code, out, err
 
     for split in ("train", "val"):
-        code, out, err = run("extract", str(colour_synth / f"{split}.csv"), "--out", str(tmp_path / split), "--model", str(tiny_model_dir), "--frames", "4", "--classes", str(colour_synth / "classes.txt"), "--workers", "0")
+        code, out, err = run(
+            "extract",
+            str(colour_synth / f"{split}.csv"),
+            "--out",
+            str(tmp_path / split),
+            "--model",
+            str(tiny_model_dir),
+            "--frames",
+            "4",
+            "--classes",
+            str(colour_synth / "classes.txt"),
+            "--workers",
+            "0",
+        )
         assert code == 0 and "cached" in out, err
-    code, out, err = run("train-head", str(tmp_path / "train"), "--val", str(tmp_path / "val"), "--classifier", "linear", "--epochs", "40", "--lr", "0.01", "--batch-size", "8")
+    code, out, err = run(
+        "train-head", str(tmp_path / "train"), "--val", str(tmp_path / "val"), "--classifier", "linear", "--epochs", "40", "--lr", "0.01", "--batch-size", "8"
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["trained"] and result["val"]["top1"] >= 0.8

@@ -63,10 +63,16 @@ def test_rn50_parameter_counts_and_keys_match_the_released_checkpoint():
     sd = model.vision_model.state_dict()
     assert sorted({k.rsplit(".downsample", 1)[0] for k in sd if ".downsample." in k}) == ["layer1.0", "layer2.0", "layer3.0", "layer4.0"]
     shapes = {
-        "conv1.weight": (32, 3, 3, 3), "conv2.weight": (32, 32, 3, 3), "conv3.weight": (64, 32, 3, 3),
-        "layer1.0.downsample.0.weight": (256, 64, 1, 1), "layer4.0.downsample.0.weight": (2048, 1024, 1, 1),
-        "layer3.5.conv3.weight": (1024, 256, 1, 1), "attnpool.positional_embedding": (50, 2048),
-        "attnpool.q_proj.weight": (2048, 2048), "attnpool.c_proj.weight": (1024, 2048), "attnpool.c_proj.bias": (1024,),
+        "conv1.weight": (32, 3, 3, 3),
+        "conv2.weight": (32, 32, 3, 3),
+        "conv3.weight": (64, 32, 3, 3),
+        "layer1.0.downsample.0.weight": (256, 64, 1, 1),
+        "layer4.0.downsample.0.weight": (2048, 1024, 1, 1),
+        "layer3.5.conv3.weight": (1024, 256, 1, 1),
+        "attnpool.positional_embedding": (50, 2048),
+        "attnpool.q_proj.weight": (2048, 2048),
+        "attnpool.c_proj.weight": (1024, 2048),
+        "attnpool.c_proj.bias": (1024,),
     }
     for key, shape in shapes.items():
         assert tuple(sd[key].shape) == shape, key

@@ -28,10 +28,22 @@ from openvocab.models.convert import (
 
 # ViT with 2 vision heads (width 128) and 1 text head (width 64): heads = width // 64, as OpenAI's build_model
 # infers; embedding dim 48 differs from both widths so a transposed projection cannot pass unnoticed
-TEXT = dict(vocab_size=49408, hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=1,
-            max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=48, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
-VISION = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2, patch_size=16, image_size=64,
-              hidden_act="quick_gelu", projection_dim=48)
+TEXT = dict(
+    vocab_size=49408,
+    hidden_size=64,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=1,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    projection_dim=48,
+    bos_token_id=49406,
+    eos_token_id=49407,
+    pad_token_id=49407,
+)
+VISION = dict(
+    hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2, patch_size=16, image_size=64, hidden_act="quick_gelu", projection_dim=48
+)
 
 
 def _randomise(model: nn.Module, seed: int) -> nn.Module:
@@ -104,8 +116,21 @@ def _ln(x, sd, name):
 def _openai_block(x, sd, p, heads, mask):  # x: (L, N, E), as OpenAI's ResidualAttentionBlock
     h = _ln(x, sd, p + "ln_1")
     a, _ = F.multi_head_attention_forward(
-        h, h, h, x.shape[-1], heads, sd[p + "attn.in_proj_weight"], sd[p + "attn.in_proj_bias"], None, None, False, 0.0,
-        sd[p + "attn.out_proj.weight"], sd[p + "attn.out_proj.bias"], need_weights=False, attn_mask=mask,
+        h,
+        h,
+        h,
+        x.shape[-1],
+        heads,
+        sd[p + "attn.in_proj_weight"],
+        sd[p + "attn.in_proj_bias"],
+        None,
+        None,
+        False,
+        0.0,
+        sd[p + "attn.out_proj.weight"],
+        sd[p + "attn.out_proj.bias"],
+        need_weights=False,
+        attn_mask=mask,
     )
     x = x + a
     h = F.linear(_ln(x, sd, p + "ln_2"), sd[p + "mlp.c_fc.weight"], sd[p + "mlp.c_fc.bias"])
@@ -186,7 +211,8 @@ def test_in_proj_split_matches_nn_multihead_attention(heads):
         mha.out_proj.bias.normal_()
     config = CLIPConfig(
         text_config=dict(TEXT, hidden_size=width, intermediate_size=4 * width, num_attention_heads=heads, num_hidden_layers=1),
-        vision_config=dict(VISION, hidden_size=width, intermediate_size=4 * width, num_attention_heads=heads, num_hidden_layers=1), projection_dim=48,
+        vision_config=dict(VISION, hidden_size=width, intermediate_size=4 * width, num_attention_heads=heads, num_hidden_layers=1),
+        projection_dim=48,
     )
     sd = vit_to_openai(CLIPModel(config))
     for k in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"):
@@ -385,7 +411,7 @@ def test_resnet_conversion_reproduces_the_original(tmp_path):
     _text_to_openai(original, sd)
     for key, tensor in original.state_dict().items():
         if key.startswith("vision_model."):
-            sd["visual." + key[len("vision_model."):]] = tensor.detach().clone()
+            sd["visual." + key[len("vision_model.") :]] = tensor.detach().clone()
     assert "visual.layer1.0.downsample.0.weight" in sd and "visual.attnpool.c_proj.weight" in sd  # OpenAI's names
     sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}  # filled in when absent
 

@@ -28,16 +28,39 @@ RECIPE = REPO / "configs" / "text4vis" / "synth_tiny.yaml"
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue"), motions=("left",), label_factors=("colour", "shape"), clips_per_class=4, frames=4, size=48, novel_fraction=0.0)
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red", "blue"),
+        motions=("left",),
+        label_factors=("colour", "shape"),
+        clips_per_class=4,
+        frames=4,
+        size=48,
+        novel_fraction=0.0,
+    )
     return generate(spec, tmp_path_factory.mktemp("synth_streams"), seed=5)
 
 
 def _two_stream_overrides(data: Path, out: Path, **extra) -> list[str]:
     base = {
-        "data.train": str(data / "train.csv"), "data.val": "null", "run.out": str(out), "run.progress": "false",
-        "model.rgb.model": "random:tiny", "model.rgb2.input": "rgb", "model.rgb2.temporal": "ttrans", "model.rgb2.temporal_layers": "1",
-        "model.fusion": "mean", "model.classifier": "orthogonal", "data.frames": "4", "data.batch_size": "4", "data.workers": "0",
-        "optim.epochs": "4", "optim.warmup_epochs": "0", "optim.lr": "3e-3", "run.max_steps": "3", "run.keep_last": "1",
+        "data.train": str(data / "train.csv"),
+        "data.val": "null",
+        "run.out": str(out),
+        "run.progress": "false",
+        "model.rgb.model": "random:tiny",
+        "model.rgb2.input": "rgb",
+        "model.rgb2.temporal": "ttrans",
+        "model.rgb2.temporal_layers": "1",
+        "model.fusion": "mean",
+        "model.classifier": "orthogonal",
+        "data.frames": "4",
+        "data.batch_size": "4",
+        "data.workers": "0",
+        "optim.epochs": "4",
+        "optim.warmup_epochs": "0",
+        "optim.lr": "3e-3",
+        "run.max_steps": "3",
+        "run.keep_last": "1",
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
@@ -67,7 +90,12 @@ def test_two_stream_run_trains_both_streams_and_stores_only_trained_tensors(two_
 
     fresh = create_recognizer(spec, class_names=state["extra"]["class_names"])
     with safe_open(str(step / "model.safetensors"), "pt") as f:
-        moved = {s: not torch.equal(f.get_tensor(f"streams.{s}.backbone.clip.visual_projection.weight"), fresh.state_dict()[f"streams.{s}.backbone.clip.visual_projection.weight"]) for s in ("rgb", "rgb2")}
+        moved = {
+            s: not torch.equal(
+                f.get_tensor(f"streams.{s}.backbone.clip.visual_projection.weight"), fresh.state_dict()[f"streams.{s}.backbone.clip.visual_projection.weight"]
+            )
+            for s in ("rgb", "rgb2")
+        }
     assert moved == {"rgb": True, "rgb2": True}, "gradients reach both streams through the fusion"
 
 
@@ -102,7 +130,11 @@ def test_two_stream_run_resumes_and_refuses_a_different_layout(two_stream_run, s
 
 
 def test_stream_inputs_are_checked_and_fusions_refuse_what_they_cannot_combine():
-    spec = RecognizerSpec(streams={"rgb": StreamSpec(model="random:tiny"), "depth": StreamSpec(model="random:tiny", input="rgb")}, head=HeadSpec(classifier="text"), fusion="identity")
+    spec = RecognizerSpec(
+        streams={"rgb": StreamSpec(model="random:tiny"), "depth": StreamSpec(model="random:tiny", input="rgb")},
+        head=HeadSpec(classifier="text"),
+        fusion="identity",
+    )
     with pytest.raises(ValueError, match="identity"):
         create_recognizer(spec)
     with pytest.raises(InputError, match="input modality 'flow'"):
@@ -113,8 +145,20 @@ def test_stream_inputs_are_checked_and_fusions_refuse_what_they_cannot_combine()
 
 
 def test_spec_round_trips_and_reads_the_flat_single_stream_form():
-    flat = {"model": "random:tiny", "num_classes": 4, "classifier": "text", "classifier_dim": 0, "temporal": "ttrans", "temporal_layers": 1,
-            "token_t1d_blocks": [0], "t1d_stages": [], "t1d_init": "shift", "frames": 4, "train_backbone": True, "train_text": False}
+    flat = {
+        "model": "random:tiny",
+        "num_classes": 4,
+        "classifier": "text",
+        "classifier_dim": 0,
+        "temporal": "ttrans",
+        "temporal_layers": 1,
+        "token_t1d_blocks": [0],
+        "t1d_stages": [],
+        "t1d_init": "shift",
+        "frames": 4,
+        "train_backbone": True,
+        "train_text": False,
+    }
     spec = RecognizerSpec.from_dict(flat, head_settings={"prompts": "ensemble"})
     assert list(spec.streams) == ["rgb"] and spec.streams["rgb"].token_t1d_blocks == (0,) and spec.head.prompts == "ensemble"
     assert RecognizerSpec.from_dict(spec.to_dict()) == spec

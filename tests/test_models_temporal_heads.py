@@ -9,8 +9,8 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from openvocab.errors import InputError
 from openvocab.models.backbone import ClipBackbone
-from openvocab.models.heads import FrozenClassifier, lda_weights, random_normal_weights, random_orthogonal_weights
 from openvocab.models.factory import RecognizerSpec, create_recognizer
+from openvocab.models.heads import FrozenClassifier, lda_weights, random_normal_weights, random_orthogonal_weights
 from openvocab.models.recognizer import VideoRecognizer
 from openvocab.models.temporal import TemporalTransformer
 

@@ -25,13 +25,35 @@ FRAMES = 4
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, Path]:
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue", "green"), motions=("left",), label_factors=("colour", "shape"), clips_per_class=5, frames=FRAMES, size=48, novel_fraction=0.0, val_fraction=0.4)
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red", "blue", "green"),
+        motions=("left",),
+        label_factors=("colour", "shape"),
+        clips_per_class=5,
+        frames=FRAMES,
+        size=48,
+        novel_fraction=0.0,
+        val_fraction=0.4,
+    )
     data = generate(spec, tmp_path_factory.mktemp("synth_agree"), seed=11)
     out = tmp_path_factory.mktemp("runs") / "agree"
     overrides = {
-        "data.train": str(data / "train.csv"), "data.val": str(data / "val.csv"), "data.classes": str(data / "classes.txt"), "data.views": "2x3",
-        "run.out": str(out), "run.progress": "false", "model.classifier": "text", "model.temporal": "ttrans", "model.temporal_layers": "1",
-        "model.token_t1d_blocks": "[0]", "data.frames": str(FRAMES), "data.batch_size": "4", "data.workers": "0", "optim.epochs": "2", "optim.lr": "3e-3",
+        "data.train": str(data / "train.csv"),
+        "data.val": str(data / "val.csv"),
+        "data.classes": str(data / "classes.txt"),
+        "data.views": "2x3",
+        "run.out": str(out),
+        "run.progress": "false",
+        "model.classifier": "text",
+        "model.temporal": "ttrans",
+        "model.temporal_layers": "1",
+        "model.token_t1d_blocks": "[0]",
+        "data.frames": str(FRAMES),
+        "data.batch_size": "4",
+        "data.workers": "0",
+        "optim.epochs": "2",
+        "optim.lr": "3e-3",
     }
     train(load_config(RECIPE, [f"{k}={v}" for k, v in overrides.items()]))
     return data, out
@@ -47,7 +69,9 @@ def _classify_top1(run_dir: Path, manifest, views: str) -> dict[str, str]:
 def _evaluate_top1(run_dir: Path, manifest, views: str, tmp_path: Path) -> tuple[dict[str, str], dict]:
     t, c = (int(x) for x in views.split("x"))
     out = tmp_path / f"pred_{views}.csv"
-    result = evaluate(model_source=str(run_dir), manifest=manifest, sampler=SamplerSpec(frames=FRAMES, temporal_views=t, spatial_crops=c), workers=0, predictions=out)
+    result = evaluate(
+        model_source=str(run_dir), manifest=manifest, sampler=SamplerSpec(frames=FRAMES, temporal_views=t, spatial_crops=c), workers=0, predictions=out
+    )
     return {row["path"]: row["predicted"] for row in csv.DictReader(open(out))}, result
 
 
@@ -59,7 +83,9 @@ def test_classify_and_evaluate_agree_per_clip(run, views, tmp_path):
     by_classify = _classify_top1(run_dir, manifest, views)
     by_evaluate, result = _evaluate_top1(run_dir, manifest, views, tmp_path)
     assert by_classify == by_evaluate
-    assert result["result"]["top1"] == pytest.approx(sum(by_classify[r.path] == manifest.classes[r.labels[0]] for r in manifest.records) / len(manifest.records))
+    assert result["result"]["top1"] == pytest.approx(
+        sum(by_classify[r.path] == manifest.classes[r.labels[0]] for r in manifest.records) / len(manifest.records)
+    )
 
 
 def test_trainer_validation_equals_evaluate(run, tmp_path):

@@ -40,7 +40,10 @@ def _write_untrimmed(path: Path, activities: list[str], seed: int) -> dict:
     clips = [render_clip(spec, {"colour": COLOUR_OF[a], "shape": "circle", "motion": "left"}, rng=rng)[0] for a in activities]
     write_video(path, np.concatenate(clips), fps=FPS)
     return {
-        "subset": path.parent.name, "duration": float(len(activities)), "url": "", "resolution": "48x48",
+        "subset": path.parent.name,
+        "duration": float(len(activities)),
+        "url": "",
+        "resolution": "48x48",
         "annotations": [{"segment": [float(i), float(i + 1)], "label": a} for i, a in enumerate(activities)],
     }
 
@@ -69,25 +72,66 @@ def anet(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def kinetics_run(tmp_path_factory) -> Path:
     """The "Kinetics-400" source: a T-Trans (1 layer) + TokenT1D run on 2 synthetic shape classes, 2 steps."""
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red",), motions=("left",), label_factors=("shape",), clips_per_class=4, frames=4, size=48, novel_fraction=0.0, val_fraction=0.0, test_fraction=0.0)
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red",),
+        motions=("left",),
+        label_factors=("shape",),
+        clips_per_class=4,
+        frames=4,
+        size=48,
+        novel_fraction=0.0,
+        val_fraction=0.0,
+        test_fraction=0.0,
+    )
     data = generate(spec, tmp_path_factory.mktemp("k400_synth"), seed=3)
     out = tmp_path_factory.mktemp("runs") / "k400"
-    train(load_config(None, [
-        "model.model=random:tiny", "model.classifier=text", "model.temporal=ttrans", "model.temporal_layers=1", "model.token_t1d_blocks=[1]",
-        f"data.train={data / 'train.csv'}", "data.val=null", "data.frames=4", "data.batch_size=4", "data.workers=0",
-        "optim.lr=1e-3", "run.max_steps=2", f"run.out={out}", "run.progress=false",
-    ]))
+    train(
+        load_config(
+            None,
+            [
+                "model.model=random:tiny",
+                "model.classifier=text",
+                "model.temporal=ttrans",
+                "model.temporal_layers=1",
+                "model.token_t1d_blocks=[1]",
+                f"data.train={data / 'train.csv'}",
+                "data.val=null",
+                "data.frames=4",
+                "data.batch_size=4",
+                "data.workers=0",
+                "optim.lr=1e-3",
+                "run.max_steps=2",
+                f"run.out={out}",
+                "run.progress=false",
+            ],
+        )
+    )
     return out
 
 
 def _table2(anet: Path, out: Path, source: Path, **extra) -> list[str]:
     """The shipped Table 2 recipe, shrunk to the tiny CLIP and the synthetic database."""
     o = {
-        "model.model": "random:tiny", "model.gradient_checkpointing": "false", "model.temporal": "ttrans", "model.temporal_layers": 1,
-        "model.token_t1d_blocks": "[1]", "model.init_from": str(source),
-        "data.train": str(anet / "activity_net.json"), "data.val": str(anet / "activity_net.json"), "data.root": str(anet / "videos"),
-        "data.frames": 4, "data.batch_size": 4, "data.workers": 0, "data.size": 0, "optim.warmup_epochs": 0, "optim.lr": 1e-4, "optim.min_lr": 1e-6,
-        "run.max_steps": 2, "run.out": str(out), "run.progress": "false",
+        "model.model": "random:tiny",
+        "model.gradient_checkpointing": "false",
+        "model.temporal": "ttrans",
+        "model.temporal_layers": 1,
+        "model.token_t1d_blocks": "[1]",
+        "model.init_from": str(source),
+        "data.train": str(anet / "activity_net.json"),
+        "data.val": str(anet / "activity_net.json"),
+        "data.root": str(anet / "videos"),
+        "data.frames": 4,
+        "data.batch_size": 4,
+        "data.workers": 0,
+        "data.size": 0,
+        "optim.warmup_epochs": 0,
+        "optim.lr": 1e-4,
+        "optim.min_lr": 1e-6,
+        "run.max_steps": 2,
+        "run.out": str(out),
+        "run.progress": "false",
     }
     o.update(extra)
     return [f"{k}={v}" for k, v in o.items()]
@@ -120,7 +164,20 @@ def test_untrimmed_validation_reports_map_on_whole_videos(anet, kinetics_run, tm
 
     # `openvocab evaluate` of the fine-tuned run on the untrimmed videos reports mAP too (segments: single-label)
     def evaluate(*extra: str):
-        args = [str(anet / "activity_net.json"), "--format", "activitynet", "--root", str(anet / "videos"), "--model", str(tmp_path / "anet_run"), "--frames", "4", "--workers", "0", *extra]
+        args = [
+            str(anet / "activity_net.json"),
+            "--format",
+            "activitynet",
+            "--root",
+            str(anet / "videos"),
+            "--model",
+            str(tmp_path / "anet_run"),
+            "--frames",
+            "4",
+            "--workers",
+            "0",
+            *extra,
+        ]
         monkeypatch.setattr(sys, "argv", ["openvocab", "evaluate", *args])
         with pytest.raises(SystemExit) as exc:
             main()
@@ -146,13 +203,21 @@ def test_init_from_loads_the_video_side_and_keeps_the_new_head(anet, kinetics_ru
     result = init_from_run(model, kinetics_run)
     source = load_file(str(kinetics_run / (kinetics_run / "latest").read_text().strip() / "model.safetensors"))
     state, initial = model.state_dict(), fresh.state_dict()
-    video_side = [k for k in state if k.startswith(("streams.rgb.backbone.clip.vision_model.", "streams.rgb.backbone.clip.visual_projection", "streams.rgb.temporal.", "streams.rgb.token_t1d."))]
+    video_side = [
+        k
+        for k in state
+        if k.startswith(
+            ("streams.rgb.backbone.clip.vision_model.", "streams.rgb.backbone.clip.visual_projection", "streams.rgb.temporal.", "streams.rgb.token_t1d.")
+        )
+    ]
     assert any(k.startswith("streams.rgb.temporal.encoder.") for k in video_side) and any(k.startswith("streams.rgb.token_t1d.") for k in video_side)
     assert sorted(result["loaded"]) == sorted(video_side)
     for key in video_side:
         torch.testing.assert_close(state[key], source[key], rtol=0, atol=0, msg=key)
     moved = [k for k in video_side if not torch.equal(source[k], initial[k])]
-    assert any(k.startswith("streams.rgb.temporal.") for k in moved) and any(k.startswith("streams.rgb.backbone.clip.vision_model.") for k in moved), "the source run trained these"
+    assert any(k.startswith("streams.rgb.temporal.") for k in moved) and any(k.startswith("streams.rgb.backbone.clip.vision_model.") for k in moved), (
+        "the source run trained these"
+    )
     # the head is this run's: 3 classes (the source has 2), exactly what a fresh build gives; the text side too
     assert source["head.weight"].shape[0] == 2 and state["head.weight"].shape[0] == 3
     assert all(torch.equal(state[k], initial[k]) for k in state if k.startswith(("head.", "streams.rgb.backbone.clip.text_model.")))

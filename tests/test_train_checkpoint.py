@@ -55,8 +55,17 @@ def _train(model, optimizer, scheduler, sampler, *, step, epoch, until, save_at=
             batch = []
             step += 1
             if step == save_at:
-                save_checkpoint(run_dir, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler,
-                                step=step, epoch=epoch, arch=ARCH, extra={"best": 0.5, "hist": (1, 2)})
+                save_checkpoint(
+                    run_dir,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    sampler=sampler,
+                    step=step,
+                    epoch=epoch,
+                    arch=ARCH,
+                    extra={"best": 0.5, "hist": (1, 2)},
+                )
             if step == until:
                 return step
         epoch += 1
@@ -73,8 +82,7 @@ def test_round_trip_continues_bitwise(tmp_path):
     random.seed(123)  # different RNG states and weights before loading: the checkpoint must restore everything
     np.random.seed(123)
     model2, optimizer2, scheduler2, sampler2 = _parts(1)
-    state = load_checkpoint(tmp_path, model=model2, optimizer=optimizer2, scheduler=scheduler2, sampler=sampler2,
-                            arch=ARCH)
+    state = load_checkpoint(tmp_path, model=model2, optimizer=optimizer2, scheduler=scheduler2, sampler=sampler2, arch=ARCH)
     assert state["step"] == 13 and state["epoch"] == 1
     assert state["extra"] == {"best": 0.5, "hist": (1, 2)}
     assert state["path"].endswith("step_00000013")
@@ -92,10 +100,8 @@ def test_round_trip_continues_bitwise(tmp_path):
 def test_files_are_safetensors_and_json(tmp_path):
     model, optimizer, scheduler, sampler = _parts(0)
     _train(model, optimizer, scheduler, sampler, step=0, epoch=0, until=2)
-    step_dir = save_checkpoint(tmp_path, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler,
-                               step=2, epoch=0, arch=ARCH)
-    assert sorted(p.name for p in step_dir.iterdir()) == [
-        "model.safetensors", "optimizer.json", "optimizer.safetensors", "trainer_state.json"]
+    step_dir = save_checkpoint(tmp_path, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, step=2, epoch=0, arch=ARCH)
+    assert sorted(p.name for p in step_dir.iterdir()) == ["model.safetensors", "optimizer.json", "optimizer.safetensors", "trainer_state.json"]
     from safetensors.torch import load_file
 
     keys = set(load_file(str(step_dir / "optimizer.safetensors")))

@@ -20,15 +20,35 @@ RECIPE = REPO / "configs" / "text4vis" / "synth_tiny.yaml"
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue"), motions=("left",), label_factors=("colour", "shape"), clips_per_class=5, frames=4, size=48, novel_fraction=0.0, val_fraction=0.0, test_fraction=0.0)
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red", "blue"),
+        motions=("left",),
+        label_factors=("colour", "shape"),
+        clips_per_class=5,
+        frames=4,
+        size=48,
+        novel_fraction=0.0,
+        val_fraction=0.0,
+        test_fraction=0.0,
+    )
     return generate(spec, tmp_path_factory.mktemp("synth_ddp"), seed=3)
 
 
 def _args(synth: Path, out: Path, batch: int, accumulation: int = 1) -> list[str]:
     return [
-        str(RECIPE), f"data.train={synth / 'train.csv'}", "data.val=null", f"run.out={out}", "run.progress=false",
-        "model.classifier=orthogonal", "data.frames=4", f"data.batch_size={batch}", "data.workers=0", "run.max_steps=3",
-        f"optim.accumulation={accumulation}", "optim.warmup_epochs=0",
+        str(RECIPE),
+        f"data.train={synth / 'train.csv'}",
+        "data.val=null",
+        f"run.out={out}",
+        "run.progress=false",
+        "model.classifier=orthogonal",
+        "data.frames=4",
+        f"data.batch_size={batch}",
+        "data.workers=0",
+        "run.max_steps=3",
+        f"optim.accumulation={accumulation}",
+        "optim.warmup_epochs=0",
     ]
 
 
@@ -39,7 +59,11 @@ def _weights(out: Path) -> dict:
 def _assert_same(a: dict, b: dict) -> None:
     # k_proj.bias cannot change attention (softmax is shift-invariant): its true gradient is 0, Adam turns the
     # float noise there into lr-sized steps, so it is no evidence either way
-    trained = [k for k in a if k.startswith(("streams.rgb.backbone.clip.vision_model", "streams.rgb.backbone.clip.visual_projection")) and not k.endswith("k_proj.bias")]
+    trained = [
+        k
+        for k in a
+        if k.startswith(("streams.rgb.backbone.clip.vision_model", "streams.rgb.backbone.clip.visual_projection")) and not k.endswith("k_proj.bias")
+    ]
     assert trained
     # Adam also magnifies float noise wherever a gradient element is ~0 (seen once: 1 element of 196,608 off by 9e-5),
     # so: every element within a fraction of one lr-sized step (lr 1e-3), and all but a handful within 2e-5 -- a
@@ -71,6 +95,18 @@ def test_accumulation_and_ddp_equal_one_big_batch(synth, tmp_path):
     if torchrun is None:
         pytest.skip("torchrun not found next to the interpreter")
     env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
-    ddp = run([torchrun, "--nproc_per_node=2", f"--master_port={_free_port()}", "--master_addr=127.0.0.1", "-m", "openvocab.cli", "train", *_args(synth, tmp_path / "ddp", batch=2)], env=env)
+    ddp = run(
+        [
+            torchrun,
+            "--nproc_per_node=2",
+            f"--master_port={_free_port()}",
+            "--master_addr=127.0.0.1",
+            "-m",
+            "openvocab.cli",
+            "train",
+            *_args(synth, tmp_path / "ddp", batch=2),
+        ],
+        env=env,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     _assert_same(_weights(tmp_path / "big"), _weights(tmp_path / "ddp"))

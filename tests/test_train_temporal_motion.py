@@ -12,16 +12,26 @@ import pytest
 from openvocab.data.manifests import read_manifest
 from openvocab.data.synth import SynthSpec, generate
 from openvocab.features.cache import FeatureCache, extract_features
-from openvocab.train.head_training import evaluate_head, train_head
 from openvocab.io.sampling import SamplerSpec
 from openvocab.models.backbone import ClipBackbone
 from openvocab.models.factory import RecognizerSpec, create_recognizer
+from openvocab.train.head_training import evaluate_head, train_head
 
 
 @pytest.fixture(scope="module")
 def motion_caches(tmp_path_factory):
     root = tmp_path_factory.mktemp("motion")
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue"), motions=("left", "right"), label_factors=("motion",), clips_per_class=100, frames=8, size=64, novel_fraction=0.0, object_size=(0.25, 0.3))
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red", "blue"),
+        motions=("left", "right"),
+        label_factors=("motion",),
+        clips_per_class=100,
+        frames=8,
+        size=64,
+        novel_fraction=0.0,
+        object_size=(0.25, 0.3),
+    )
     data = generate(spec, root / "synth", seed=0)
     backbone = ClipBackbone.from_pretrained("random:tiny")
     caches = {}

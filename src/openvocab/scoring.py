@@ -70,14 +70,24 @@ def view_probabilities(view_logits: torch.Tensor, *, multi_label: bool = False, 
     return average_views(label_probabilities(view_logits.float(), multi_label=multi_label, bias=bias, logit_scale=logit_scale))
 
 
-def clip_scores(view_embeddings: torch.Tensor, label_embeddings: torch.Tensor, *, logit_scale: float, multi_label: bool = False, bias: float | None = None) -> torch.Tensor:
+def clip_scores(
+    view_embeddings: torch.Tensor, label_embeddings: torch.Tensor, *, logit_scale: float, multi_label: bool = False, bias: float | None = None
+) -> torch.Tensor:
     """Pooled view embeddings ``(..., V, D)`` against labels ``(L, D)`` -> clip scores ``(..., L)``: cosine × scale
     per view, probabilities per view, averaged over views (:func:`average_views`)."""
     logits = similarity_logits(view_embeddings, label_embeddings, logit_scale=logit_scale)
     return view_probabilities(logits, multi_label=multi_label, bias=bias, logit_scale=logit_scale)
 
 
-def score_views(view_frame_embeddings: torch.Tensor, label_embeddings: torch.Tensor, *, logit_scale: float, multi_label: bool = False, bias: float | None = None, pool: Pool | None = None) -> torch.Tensor:
+def score_views(
+    view_frame_embeddings: torch.Tensor,
+    label_embeddings: torch.Tensor,
+    *,
+    logit_scale: float,
+    multi_label: bool = False,
+    bias: float | None = None,
+    pool: Pool | None = None,
+) -> torch.Tensor:
     """Clip-level scores from per-view frame embeddings.
 
     ``view_frame_embeddings``: ``(crops, temporal_views, T, D)``. Each view is pooled (``pool``, default TAP),
@@ -91,7 +101,17 @@ def score_views(view_frame_embeddings: torch.Tensor, label_embeddings: torch.Ten
     return clip_scores(flat, label_embeddings, logit_scale=logit_scale, multi_label=multi_label, bias=bias)
 
 
-def score_segments(frame_embeddings: torch.Tensor, frame_times: torch.Tensor, label_embeddings: torch.Tensor, *, boundaries: torch.Tensor, logit_scale: float, multi_label: bool = False, bias: float | None = None, pool: Pool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def score_segments(
+    frame_embeddings: torch.Tensor,
+    frame_times: torch.Tensor,
+    label_embeddings: torch.Tensor,
+    *,
+    boundaries: torch.Tensor,
+    logit_scale: float,
+    multi_label: bool = False,
+    bias: float | None = None,
+    pool: Pool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-segment scores: a timeline of which label where.
 
     ``frame_embeddings`` ``(F, D)`` with presentation times ``frame_times`` ``(F,)``; ``boundaries`` ``(K+1,)``

@@ -56,12 +56,38 @@ def main() -> None:
     torch.set_num_threads(2)
     os.environ["OPENVOCAB_CACHE"] = tempfile.mkdtemp()
     recipe = HERE.parents[1] / "configs" / "text4vis" / "synth_tiny.yaml"
-    synth = generate(SynthSpec(shapes=("circle", "square"), colours=("red", "blue"), motions=("left",), label_factors=("colour", "shape"), clips_per_class=4, frames=4, size=48, novel_fraction=0.0), Path(tempfile.mkdtemp()) / "synth", seed=7)
+    synth = generate(
+        SynthSpec(
+            shapes=("circle", "square"),
+            colours=("red", "blue"),
+            motions=("left",),
+            label_factors=("colour", "shape"),
+            clips_per_class=4,
+            frames=4,
+            size=48,
+            novel_fraction=0.0,
+        ),
+        Path(tempfile.mkdtemp()) / "synth",
+        seed=7,
+    )
     runs_dir = HERE / "runs"
     shutil.rmtree(runs_dir, ignore_errors=True)
     for name, extra in RUNS.items():
-        overrides = {"data.train": str(synth / "train.csv"), "data.val": "null", "run.out": str(runs_dir / name), "run.progress": "false", "run.keep_last": "1",
-                     "model.prompts": "single", "data.frames": "4", "data.batch_size": "4", "data.workers": "0", "optim.epochs": "2", "optim.warmup_epochs": "0", "optim.lr": "3e-3", **extra}
+        overrides = {
+            "data.train": str(synth / "train.csv"),
+            "data.val": "null",
+            "run.out": str(runs_dir / name),
+            "run.progress": "false",
+            "run.keep_last": "1",
+            "model.prompts": "single",
+            "data.frames": "4",
+            "data.batch_size": "4",
+            "data.workers": "0",
+            "optim.epochs": "2",
+            "optim.warmup_epochs": "0",
+            "optim.lr": "3e-3",
+            **extra,
+        }
         train(load_config(recipe, [f"{k}={v}" for k, v in overrides.items()]))
     golden = {"labels": LABELS, "classify": {}, "evaluate": {}}
     import openvocab

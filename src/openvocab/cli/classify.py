@@ -38,7 +38,12 @@ def classify(
     paths: list[str] = typer.Argument(..., help="Video files, folders (searched recursively), frame folders or glob patterns."),
     labels: LabelsOption = None,
     labels_file: LabelsFileOption = None,
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=MODEL_HELP + " Or a training run directory of `openvocab train` (config.yaml + checkpoints): its temporal modules and classifier are used."),
+    model: str = typer.Option(
+        DEFAULT_MODEL,
+        "--model",
+        "-m",
+        help=MODEL_HELP + " Or a training run directory of `openvocab train` (config.yaml + checkpoints): its temporal modules and classifier are used.",
+    ),
     frames: FramesOption = 8,
     sampler: SamplerOption = "uniform",
     stride: StrideOption = 4,
@@ -79,7 +84,17 @@ def classify(
     from openvocab.results import render_table, to_csv, to_json
 
     clf = openvocab.load(model, device=device, label_bank=label_bank_arg(label_bank, no_label_bank), prompts=prompts, template=template)
-    kwargs = dict(frames=frames, sampler=sampler, stride=stride, views=views, top_k=top_k, multi_label=multi_label, threshold=threshold, segments=segments, on_error="skip")
+    kwargs = dict(
+        frames=frames,
+        sampler=sampler,
+        stride=stride,
+        views=views,
+        top_k=top_k,
+        multi_label=multi_label,
+        threshold=threshold,
+        segments=segments,
+        on_error="skip",
+    )
     with progress_bars(enabled=not quiet) as bars:  # label encoding (new labels only), then the videos
         label_update = bars.fraction("encoding labels")
         results = clf.classify(videos, label_list, progress=bars.counter("classifying", len(videos), show_item=True), label_progress=label_update, **kwargs)

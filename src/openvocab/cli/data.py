@@ -38,10 +38,16 @@ def _items(text: str) -> tuple[str, ...]:
 def synth(
     out: Path = typer.Argument(..., help="Output folder (created): videos/, classes.txt, train/val/test/novel_test.csv, splits.json."),
     shapes: str = typer.Option(_DEFAULT_SHAPES, "--shapes", help="Comma-separated shapes: circle, square, triangle, cross, star, ring."),
-    colours: str = typer.Option(_DEFAULT_COLOURS, "--colours", "--colors", help="Comma-separated colours: red, green, blue, yellow, purple, orange, cyan, white."),
+    colours: str = typer.Option(
+        _DEFAULT_COLOURS, "--colours", "--colors", help="Comma-separated colours: red, green, blue, yellow, purple, orange, cyan, white."
+    ),
     motions: str = typer.Option(_DEFAULT_MOTIONS, "--motions", help="Comma-separated motions: left, right, up, down, rotate, grow, shrink, still."),
     tones: str = typer.Option(_DEFAULT_TONES, "--tones", help="Comma-separated audio tones: low, middle, high, very high (used by --tone-by tone)."),
-    label_factors: str = typer.Option("colour,shape,motion", "--label-factors", help="Factors that define the classes (the others are random nuisances), e.g. 'motion' or 'colour,shape'; 'tone' puts the label in the audio only."),
+    label_factors: str = typer.Option(
+        "colour,shape,motion",
+        "--label-factors",
+        help="Factors that define the classes (the others are random nuisances), e.g. 'motion' or 'colour,shape'; 'tone' puts the label in the audio only.",
+    ),
     clips_per_class: int = typer.Option(10, "--clips-per-class", "-n", help="Clips per class."),
     frames: int = typer.Option(16, "--frames", help="Frames per clip."),
     size: int = typer.Option(64, "--size", help="Frame width and height in pixels (even)."),

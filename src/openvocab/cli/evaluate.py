@@ -26,13 +26,19 @@ from openvocab.errors import InputError
 def evaluate(
     ctx: typer.Context,
     data: Optional[Path] = typer.Argument(None, help="Labelled videos: a manifest (CSV/JSONL), Kinetics CSV, ActivityNet JSON, or UCF101/HMDB51 split folder."),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help="YAML with an 'evaluate:' mapping of these options (e.g. configs/text4vis/table4_*.yaml); options given on the command line win."),
+    recipe: Optional[Path] = typer.Option(
+        None, "--recipe", help="YAML with an 'evaluate:' mapping of these options (e.g. configs/text4vis/table4_*.yaml); options given on the command line win."
+    ),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="A CLIP model (zero-shot) or a training run directory."),
     data_format: str = typer.Option("manifest", "--format", help="manifest, kinetics, ucf101, hmdb51 or activitynet."),
     root: Optional[Path] = typer.Option(None, "--root", help="Video folder (Kinetics/UCF101/HMDB51/ActivityNet, or relative manifest paths)."),
     classes: Optional[Path] = typer.Option(None, "--classes", help="Fixed vocabulary file."),
     split: int = typer.Option(1, "--split", help="UCF101/HMDB51 split number (the test list is used)."),
-    val_mode: str = typer.Option("segments", "--val-mode", help="ActivityNet validation: segments (the trimmed annotation windows) or videos (whole untrimmed videos with all their labels, scored multi-label; Text4Vis Table 2)."),
+    val_mode: str = typer.Option(
+        "segments",
+        "--val-mode",
+        help="ActivityNet validation: segments (the trimmed annotation windows) or videos (whole untrimmed videos with all their labels, scored multi-label; Text4Vis Table 2).",
+    ),
     protocol: str = typer.Option("full", "--protocol", help="full, half (half the classes x --trials, Text4Vis UCF*/HMDB*) or k600."),
     trials: int = typer.Option(10, "--trials"),
     seed: int = typer.Option(0, "--seed"),
@@ -46,7 +52,9 @@ def evaluate(
     device: DeviceOption = "cpu",
     plots: Optional[Path] = typer.Option(None, "--plots", help="Write confusion_matrix.png and class_correlation.png here."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON result here (atomically)."),
-    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Also write one CSV row per scored video: path, true labels, predicted label, score."),
+    predictions: Optional[Path] = typer.Option(
+        None, "--predictions", help="Also write one CSV row per scored video: path, true labels, predicted label, score."
+    ),
 ) -> None:
     """Evaluate zero-shot CLIP or a trained run on a labelled dataset. Example (Text4Vis Table 4, UCF*):
 
@@ -59,9 +67,26 @@ def evaluate(
     --root videos --val-mode videos --frames 16 --model runs/text4vis/table2_anet_vitl14_f16
     """
     setup_logging(False)
-    opts = {"data": data, "model": model, "format": data_format, "root": root, "classes": classes, "split": split, "val_mode": val_mode, "protocol": protocol,
-            "trials": trials, "seed": seed, "split_files": split_files or [], "frames": frames, "sampler": sampler, "stride": stride,
-            "views": views, "batch_size": batch_size, "workers": workers, "device": device}
+    opts = {
+        "data": data,
+        "model": model,
+        "format": data_format,
+        "root": root,
+        "classes": classes,
+        "split": split,
+        "val_mode": val_mode,
+        "protocol": protocol,
+        "trials": trials,
+        "seed": seed,
+        "split_files": split_files or [],
+        "frames": frames,
+        "sampler": sampler,
+        "stride": stride,
+        "views": views,
+        "batch_size": batch_size,
+        "workers": workers,
+        "device": device,
+    }
     if recipe is not None:
         from openvocab.eval.run import load_eval_recipe
 
@@ -81,12 +106,33 @@ def evaluate(
         raise InputError(f"--val-mode must be segments or videos, got '{opts['val_mode']}'")
     if opts["val_mode"] == "videos" and opts["format"] != "activitynet":
         raise InputError(f"--val-mode videos needs --format activitynet (got '{opts['format']}')")
-    where = DataConfig(format=opts["format"], train=str(opts["data"]), val=str(opts["data"]), val_mode=opts["val_mode"], root=str(opts["root"]) if opts["root"] else None, classes=str(opts["classes"]) if opts["classes"] else None, split=int(opts["split"]))
+    where = DataConfig(
+        format=opts["format"],
+        train=str(opts["data"]),
+        val=str(opts["data"]),
+        val_mode=opts["val_mode"],
+        root=str(opts["root"]) if opts["root"] else None,
+        classes=str(opts["classes"]) if opts["classes"] else None,
+        split=int(opts["split"]),
+    )
     m = read_split(where, "val")  # UCF101/HMDB51: the split's test list; ActivityNet: validation (segments or videos)
     for problem in m.problems[:20]:
         print_error(f"warning: {problem}")
     m.require_nonempty()
     t, c = parse_views(opts["views"])
     spec = SamplerSpec(kind=opts["sampler"], frames=opts["frames"], stride=opts["stride"], temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
-    result = run_evaluation(model_source=str(opts["model"]), manifest=m, protocol=opts["protocol"], sampler=spec, trials=opts["trials"], seed=opts["seed"], split_files=[str(p) for p in opts["split_files"]], batch_size=opts["batch_size"], workers=opts["workers"], device=opts["device"], plots=plots, predictions=predictions)
+    result = run_evaluation(
+        model_source=str(opts["model"]),
+        manifest=m,
+        protocol=opts["protocol"],
+        sampler=spec,
+        trials=opts["trials"],
+        seed=opts["seed"],
+        split_files=[str(p) for p in opts["split_files"]],
+        batch_size=opts["batch_size"],
+        workers=opts["workers"],
+        device=opts["device"],
+        plots=plots,
+        predictions=predictions,
+    )
     write_output(json.dumps(result, indent=2), output)

@@ -69,7 +69,17 @@ def features_extract(
     layer_list = [int(x) for x in layers.split(",")] if layers else []
     backbone = ClipBackbone.from_pretrained(model, device=device)
     with progress_bar("extracting", len(m.records)) as update:
-        info = extract_features(backbone=backbone, records=m.records, classes=m.classes, out_dir=out, sampler=spec, layers=layer_list, batch_size=batch_size, workers=workers, progress=lambda done, total: update(done))
+        info = extract_features(
+            backbone=backbone,
+            records=m.records,
+            classes=m.classes,
+            out_dir=out,
+            sampler=spec,
+            layers=layer_list,
+            batch_size=batch_size,
+            workers=workers,
+            progress=lambda done, total: update(done),
+        )
     for path in info.failed:
         print_error(f"error: {path}: could not be decoded (skipped)")
     print(f"cached {info.count} videos ({len(info.failed)} failed) x {t * c} views x {frames} frames, dim {info.dim}, in {len(info.shards)} shards at {out}")
@@ -89,7 +99,12 @@ def features_train_head(
     batch_size: int = typer.Option(64, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
     prompts: str = typer.Option("single", "--prompts", help=PROMPTS_HELP),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help=f"Write the head here: {HEAD_TENSORS} (temporal module + classifier tensors) and {HEAD_JSON} (spec, classes, prompts, training settings, result); written to a temporary folder and renamed into place."),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help=f"Write the head here: {HEAD_TENSORS} (temporal module + classifier tensors) and {HEAD_JSON} (spec, classes, prompts, training settings, result); written to a temporary folder and renamed into place.",
+    ),
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train a temporal module + classifier head on cached features (no video decoding, no backbone). Example:
@@ -117,8 +132,14 @@ def features_train_head(
     if backbone.fingerprint != train_cache.info.fingerprint:
         raise InputError(f"the cache was extracted with other weights than '{train_cache.info.model}' has now", path=cache)
     spec = RecognizerSpec.single(
-        model=train_cache.info.model, num_classes=len(names), classifier=classifier, temporal=temporal, temporal_layers=temporal_layers,
-        frames=int(train_cache.frames.shape[2]), train_backbone=False, prompts=prompts,
+        model=train_cache.info.model,
+        num_classes=len(names),
+        classifier=classifier,
+        temporal=temporal,
+        temporal_layers=temporal_layers,
+        frames=int(train_cache.frames.shape[2]),
+        train_backbone=False,
+        prompts=prompts,
     )
     lda = (train_cache.video_embeddings(), train_cache.targets.numpy()) if classifier == "lda" else None
     model = create_recognizer(spec, class_names=names, lda=lda, seed=seed, backbones={"rgb": backbone})
@@ -135,14 +156,28 @@ def features_train_head(
         result["val"] = evaluate_head(model, FeatureCache(val))
     if out is not None:
         settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
-        path = _save_head(out.expanduser(), model, spec=spec, classes=list(train_cache.info.classes), class_names=names, prompts=pset if classifier == "text" else None, cache=cache, cache_info=train_cache.info, settings=settings, result=result, overwrite=overwrite)
+        path = _save_head(
+            out.expanduser(),
+            model,
+            spec=spec,
+            classes=list(train_cache.info.classes),
+            class_names=names,
+            prompts=pset if classifier == "text" else None,
+            cache=cache,
+            cache_info=train_cache.info,
+            settings=settings,
+            result=result,
+            overwrite=overwrite,
+        )
         result["saved"] = str(path)
     print(json.dumps(result, indent=2))
     if out is not None:
         print_error(f"wrote the head to {result['saved']} ({HEAD_TENSORS}, {HEAD_JSON})")
 
 
-def _save_head(target: Path, model, *, spec, classes: list[str], class_names: list[str], prompts, cache: Path, cache_info, settings: dict, result: dict, overwrite: bool) -> Path:
+def _save_head(
+    target: Path, model, *, spec, classes: list[str], class_names: list[str], prompts, cache: Path, cache_info, settings: dict, result: dict, overwrite: bool
+) -> Path:
     """The head's tensors (everything of ``model`` but the frozen backbone, under their state-dict names) as
     safetensors, and what built it as JSON, in a folder that appears complete or not at all."""
     from safetensors.torch import save_file

@@ -123,7 +123,14 @@ def labels_list(
 def _row(rec: LabelRecord, names: dict[str, list[str]]) -> dict:
     known = names.get(rec.fingerprint)
     added = datetime.fromtimestamp(rec.created_at, tz=timezone.utc).astimezone().isoformat(timespec="seconds")
-    return {"model": ", ".join(known) if known else None, "fingerprint": rec.fingerprint, "prompts": rec.prompt_key, "dim": rec.dim, "label": rec.label, "added": added}
+    return {
+        "model": ", ".join(known) if known else None,
+        "fingerprint": rec.fingerprint,
+        "prompts": rec.prompt_key,
+        "dim": rec.dim,
+        "label": rec.label,
+        "added": added,
+    }
 
 
 def _cell(value: object) -> str:
@@ -187,7 +194,9 @@ def labels_remove(
     labels: list[str] = typer.Argument(..., help="Labels to remove, e.g. yoga 'dog barking'."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     fingerprint: Optional[str] = FingerprintOption,
-    prompts: Optional[str] = typer.Option(None, "--prompts", help="Only this prompt set's embeddings ('ensemble', 'single', 'classname' or a templates file); default: every prompt set."),
+    prompts: Optional[str] = typer.Option(
+        None, "--prompts", help="Only this prompt set's embeddings ('ensemble', 'single', 'classname' or a templates file); default: every prompt set."
+    ),
     template: TemplateOption = None,
     label_bank: LabelBankOption = None,
 ) -> None:

@@ -56,10 +56,14 @@ def model_export(
 
 @model_app.command("convert")
 def model_convert(
-    source: Path = typer.Argument(..., help="OpenAI CLIP archive (RN50.pt, ViT-B-16.pt), open_clip .safetensors/.bin (or a directory holding one), or a state dict."),
+    source: Path = typer.Argument(
+        ..., help="OpenAI CLIP archive (RN50.pt, ViT-B-16.pt), open_clip .safetensors/.bin (or a directory holding one), or a state dict."
+    ),
     directory: Path = typer.Argument(..., help="Where to write the model directory."),
     overwrite: OverwriteOption = False,
-    activation: str = typer.Option("quick_gelu", "--activation", help="quick_gelu (OpenAI models, open_clip '-quickgelu' ones) or gelu (most other open_clip models)."),
+    activation: str = typer.Option(
+        "quick_gelu", "--activation", help="quick_gelu (OpenAI models, open_clip '-quickgelu' ones) or gelu (most other open_clip models)."
+    ),
     vision_heads: Optional[int] = typer.Option(None, "--vision-heads", help="Vision attention heads (default: width // 64, as in every OpenAI model)."),
     text_heads: Optional[int] = typer.Option(None, "--text-heads", help="Text attention heads (default: width // 64)."),
 ) -> None:

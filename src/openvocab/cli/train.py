@@ -35,4 +35,3 @@ def train(
         bar = bars.fraction("training")
         result = run_training(cfg, progress=lambda step, total, loss: bar(step, total, None if loss is None else f"loss {loss:.4f}"))
     print(json.dumps(result, indent=2))
-

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from openvocab.data.manifests import Manifest, RowProblem, VideoRecord, base_novel_split, read_manifest
 from openvocab.data.activitynet import read_activitynet
+from openvocab.data.manifests import Manifest, RowProblem, VideoRecord, base_novel_split, read_manifest
 from openvocab.data.official import read_hmdb51, read_kinetics_csv, read_ucf101
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -63,8 +63,20 @@ VIDEO_CROP_SCALE: tuple[float, float] = (0.25, 1.0)
 """A milder area range common in video recipes (short clips lose the action when cropped to 8 % of the frame)."""
 
 RANDAUGMENT_OPS: tuple[str, ...] = (
-    "Identity", "AutoContrast", "Equalize", "Rotate", "Solarize", "Color", "Posterize",
-    "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY",
+    "Identity",
+    "AutoContrast",
+    "Equalize",
+    "Rotate",
+    "Solarize",
+    "Color",
+    "Posterize",
+    "Contrast",
+    "Brightness",
+    "Sharpness",
+    "ShearX",
+    "ShearY",
+    "TranslateX",
+    "TranslateY",
 )
 _SIGNED = frozenset({"Rotate", "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY"})
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's convert("L")
@@ -149,8 +161,9 @@ def _randint(generator: torch.Generator, high: int) -> int:
     return int(torch.randint(high, (), generator=generator))
 
 
-def sample_crop_box(height: int, width: int, *, scale: tuple[float, float], ratio: tuple[float, float],
-                    generator: torch.Generator, attempts: int = 10) -> tuple[int, int, int, int]:
+def sample_crop_box(
+    height: int, width: int, *, scale: tuple[float, float], ratio: tuple[float, float], generator: torch.Generator, attempts: int = 10
+) -> tuple[int, int, int, int]:
     """RandomResizedCrop's box ``(top, left, h, w)`` (Szegedy et al. 2015; ImageNet "RandomSizedCrop").
 
     Up to ``attempts`` draws of an area fraction uniform in ``scale`` and an aspect ratio ``w/h`` log-uniform in
@@ -270,9 +283,7 @@ def _affine(x: torch.Tensor, matrix: tuple[float, float, float, float], offset: 
     """
     t, c, h, w = x.shape
     a, b, cc, d = matrix
-    theta = torch.tensor(
-        [[a, b * h / w, 2.0 * offset[0] / w], [cc * w / h, d, 2.0 * offset[1] / h]], dtype=x.dtype, device=x.device
-    ).expand(t, 2, 3)
+    theta = torch.tensor([[a, b * h / w, 2.0 * offset[0] / w], [cc * w / h, d, 2.0 * offset[1] / h]], dtype=x.dtype, device=x.device).expand(t, 2, 3)
     grid = F.affine_grid(theta, [t, c, h, w], align_corners=False)
     if fill == 0:
         return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)

@@ -14,7 +14,7 @@ to decode yields ``None``; :func:`collate_skip_failed` drops it and the trainer 
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,18 @@ def _window(record: VideoRecord, num_frames: int, fps: float) -> tuple[int, int]
 class VideoClipDataset(Dataset):
     """Clips of the videos in ``records``; see the module docstring for what an item is."""
 
-    def __init__(self, records: Sequence[VideoRecord], *, sampler: SamplerSpec, clip: ImageSpec = ImageSpec(), train: bool = False, augment=None, seed: int = 0, multi_label: bool = False, num_classes: int | None = None) -> None:
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        *,
+        sampler: SamplerSpec,
+        clip: ImageSpec = ImageSpec(),
+        train: bool = False,
+        augment=None,
+        seed: int = 0,
+        multi_label: bool = False,
+        num_classes: int | None = None,
+    ) -> None:
         self.records = list(records)
         self.sampler = sampler
         self.clip = clip
@@ -93,9 +104,18 @@ class VideoClipDataset(Dataset):
                 gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
                 pixels = self.augment(torch.from_numpy(decoded.frames), generator=gen)
             else:
-                pixels = preprocess_frames(decoded.frames, size=self.clip.size, crops=1, mean=self.clip.mean, std=self.clip.std, resize_short_side=self.clip.resize_short_side)[0]
+                pixels = preprocess_frames(
+                    decoded.frames, size=self.clip.size, crops=1, mean=self.clip.mean, std=self.clip.std, resize_short_side=self.clip.resize_short_side
+                )[0]
         else:
-            pixels = preprocess_frames(decoded.frames, size=self.clip.size, crops=self.sampler.spatial_crops, mean=self.clip.mean, std=self.clip.std, resize_short_side=self.clip.resize_short_side)
+            pixels = preprocess_frames(
+                decoded.frames,
+                size=self.clip.size,
+                crops=self.sampler.spatial_crops,
+                mean=self.clip.mean,
+                std=self.clip.std,
+                resize_short_side=self.clip.resize_short_side,
+            )
             pixels = pixels.reshape(self.sampler.spatial_crops, *indices.shape, *pixels.shape[2:])
         return {"inputs": {"rgb": pixels}, "target": self._target(record), "index": index}
 

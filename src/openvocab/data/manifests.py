@@ -212,9 +212,7 @@ def _validate_row(fields: dict, line: int, source: str, base: Path, collector: L
 
 
 # --------------------------------------------------------------------------------------------------- splits
-def base_novel_split(
-    classes: Sequence[str], *, novel_fraction: float = 0.5, seed: int = 0
-) -> tuple[list[int], list[int]]:
+def base_novel_split(classes: Sequence[str], *, novel_fraction: float = 0.5, seed: int = 0) -> tuple[list[int], list[int]]:
     """Split class indices into ``(base, novel)``, both ascending, ``round(novel_fraction * C)`` novel.
 
     Deterministic per ``seed`` and independent of the list's order and of the Python/NumPy version: classes are

@@ -199,9 +199,7 @@ def read_kinetics_csv(
     return Manifest(records, names, problems, f"kinetics {file.stem}" + (f" [{split}]" if split else ""))
 
 
-def _find_kinetics_video(
-    index: _FolderIndex, folders: list[str], stem: str, youtube_id: str
-) -> tuple[Path | None, bool]:
+def _find_kinetics_video(index: _FolderIndex, folders: list[str], stem: str, youtube_id: str) -> tuple[Path | None, bool]:
     """(video, is a trimmed clip) for one Kinetics row, or (None, False)."""
     for folder in folders:
         for suffix in ("", *_KINETICS_SUFFIXES):

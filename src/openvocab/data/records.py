@@ -154,9 +154,9 @@ class Manifest:
         if not self.problems:
             raise InputError(f"no usable videos in {self.source} (it lists none)")
         raise InputError(
-            f"no usable videos in {self.source} ({_plural(len(self.problems), 'row')} skipped: "
-            f"{_problem_counts(self.problems)}; first: {self.problems[0]})"
+            f"no usable videos in {self.source} ({_plural(len(self.problems), 'row')} skipped: {_problem_counts(self.problems)}; first: {self.problems[0]})"
         )
+
 
 # --------------------------------------------------------------------------------------------------- shared helpers
 def is_video_path(path: str | os.PathLike[str]) -> bool:
@@ -167,9 +167,7 @@ def is_video_path(path: str | os.PathLike[str]) -> bool:
         if not os.path.isdir(path):
             return False
         with os.scandir(path) as it:
-            return any(
-                not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES for e in it
-            )
+            return any(not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES for e in it)
     except OSError:
         return False
 

@@ -30,8 +30,14 @@ import torch
 from openvocab.errors import InputError
 
 __all__ = [
-    "as_numpy", "average_precision", "confusion_matrix", "mean_average_precision", "mean_class_accuracy", "multi_hot",
-    "predict", "topk_accuracy",
+    "as_numpy",
+    "average_precision",
+    "confusion_matrix",
+    "mean_average_precision",
+    "mean_class_accuracy",
+    "multi_hot",
+    "predict",
+    "topk_accuracy",
 ]
 
 ArrayLike = np.ndarray | torch.Tensor

@@ -49,8 +49,20 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _heatmap(matrix: np.ndarray, labels: Sequence[str], path, *, title: str, cbar_label: str,
-             xlabel: str, ylabel: str, vmin: float | None, vmax: float | None, cmap: str, annotate: bool) -> Path:
+def _heatmap(
+    matrix: np.ndarray,
+    labels: Sequence[str],
+    path,
+    *,
+    title: str,
+    cbar_label: str,
+    xlabel: str,
+    ylabel: str,
+    vmin: float | None,
+    vmax: float | None,
+    cmap: str,
+    annotate: bool,
+) -> Path:
     n = matrix.shape[0]
     fig = _figure(max(4.0, 0.28 * n + 2.5))
     ax = fig.add_subplot(1, 1, 1)
@@ -81,8 +93,7 @@ def _check_names(class_names: Sequence[str], n: int) -> list[str]:
     return names
 
 
-def plot_confusion_matrix(cm, class_names: Sequence[str], path: str | os.PathLike, *, normalise: bool = True,
-                          max_classes: int = 50) -> Path:
+def plot_confusion_matrix(cm, class_names: Sequence[str], path: str | os.PathLike, *, normalise: bool = True, max_classes: int = 50) -> Path:
     """Draw a confusion matrix (rows: true, columns: predicted) to a PNG at ``path``.
 
     ``normalise`` divides each row by its count (per-class recall on the diagonal; empty rows stay 0). With more
@@ -106,13 +117,22 @@ def plot_confusion_matrix(cm, class_names: Sequence[str], path: str | os.PathLik
         m = m[np.ix_(keep, keep)]
         names = [names[i] for i in keep]
         title += f": {max_classes} of {counts.shape[0]} classes with most errors"
-    return _heatmap(m, names, path, title=title, cbar_label="fraction of true class" if normalise else "videos",
-                    xlabel="predicted", ylabel="true", vmin=0.0, vmax=1.0 if normalise else None, cmap="Blues",
-                    annotate=True)
+    return _heatmap(
+        m,
+        names,
+        path,
+        title=title,
+        cbar_label="fraction of true class" if normalise else "videos",
+        xlabel="predicted",
+        ylabel="true",
+        vmin=0.0,
+        vmax=1.0 if normalise else None,
+        cmap="Blues",
+        annotate=True,
+    )
 
 
-def plot_class_correlation(embeddings, class_names: Sequence[str], path: str | os.PathLike, *,
-                           max_classes: int = 20) -> Path:
+def plot_class_correlation(embeddings, class_names: Sequence[str], path: str | os.PathLike, *, max_classes: int = 20) -> Path:
     """Draw the inter-class correlation map of a classifier's rows (Text4Vis Fig. 1 / Fig. A.5) to a PNG.
 
     ``embeddings`` ``(C, D)``: one row per class (text embeddings, LDA directions, ...). The first
@@ -127,5 +147,6 @@ def plot_class_correlation(embeddings, class_names: Sequence[str], path: str | o
     k = min(max_classes, e.shape[0])
     corr = class_correlation(e[:k])
     title = "Inter-class cosine similarity" + (f" (first {k} of {e.shape[0]} classes)" if k < e.shape[0] else "")
-    return _heatmap(corr, names[:k], path, title=title, cbar_label="cosine similarity", xlabel="class",
-                    ylabel="class", vmin=-1.0, vmax=1.0, cmap="RdBu_r", annotate=False)
+    return _heatmap(
+        corr, names[:k], path, title=title, cbar_label="cosine similarity", xlabel="class", ylabel="class", vmin=-1.0, vmax=1.0, cmap="RdBu_r", annotate=False
+    )

@@ -160,8 +160,9 @@ def full_protocol(video_embeddings, targets, class_embeddings, *, logit_scale: f
     return ProtocolResult(top1=acc[1], top5=acc[5], mean_class_accuracy=mca, num_videos=n, num_classes=int(c.shape[0]))
 
 
-def half_class_protocol(video_embeddings, targets, class_embeddings, *, trials: int = 10, seed: int = 0,
-                        subset_size: int | None = None, logit_scale: float = DEFAULT_LOGIT_SCALE) -> HalfClassResult:
+def half_class_protocol(
+    video_embeddings, targets, class_embeddings, *, trials: int = 10, seed: int = 0, subset_size: int | None = None, logit_scale: float = DEFAULT_LOGIT_SCALE
+) -> HalfClassResult:
     """Text4Vis §4.2 zero-shot protocol 1 (UCF* / HMDB* / ANet*; E2E [3]).
 
     Each of ``trials`` trials draws ``subset_size`` classes (default ``floor(C / 2)``: 101 -> 50, 51 -> 25,
@@ -220,9 +221,15 @@ def _read_split(split: str | os.PathLike | Sequence[str], index: int, lookup: di
     return source, np.sort(np.asarray(indices, dtype=np.int64))
 
 
-def kinetics600_novel_protocol(video_embeddings, targets, class_embeddings, *, class_names: Sequence[str],
-                               split_files: Sequence[str | os.PathLike | Sequence[str]],
-                               logit_scale: float = DEFAULT_LOGIT_SCALE) -> NovelSplitsResult:
+def kinetics600_novel_protocol(
+    video_embeddings,
+    targets,
+    class_embeddings,
+    *,
+    class_names: Sequence[str],
+    split_files: Sequence[str | os.PathLike | Sequence[str]],
+    logit_scale: float = DEFAULT_LOGIT_SCALE,
+) -> NovelSplitsResult:
     """Text4Vis §4.2 Kinetics-600 protocol (ER [7]): per split, classify its classes' videos among its classes.
 
     ``class_names[i]`` names class ``i`` of ``class_embeddings``/``targets`` (e.g. the 220 novel classes, or all

@@ -16,8 +16,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -53,7 +53,9 @@ def class_embeddings(model, names: Sequence[str]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def video_embeddings(model, manifest: Manifest, *, sampler: SamplerSpec, batch_size: int = 8, workers: int = 2, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def video_embeddings(
+    model, manifest: Manifest, *, sampler: SamplerSpec, batch_size: int = 8, workers: int = 2, device: str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(N, views, D)`` per-view video embeddings in the classifier's space (scored by
     :func:`openvocab.scoring.clip_scores`: probabilities averaged over views), the targets of the decodable
     videos (class indices ``(N,)``, or multi-hot ``(N, C)`` when some video has several labels) and their record
@@ -81,7 +83,21 @@ def view_embeddings(model, inputs: dict, *, device: str = "cpu") -> torch.Tensor
     return model(flat, embed=True).float().reshape(b, c * v, -1)
 
 
-def evaluate(*, model_source: str, manifest: Manifest, protocol: str = "full", sampler: SamplerSpec = SamplerSpec(), trials: int = 10, seed: int = 0, split_files: Sequence[str] = (), batch_size: int = 8, workers: int = 2, device: str = "cpu", plots: str | Path | None = None, predictions: str | Path | None = None) -> dict:
+def evaluate(
+    *,
+    model_source: str,
+    manifest: Manifest,
+    protocol: str = "full",
+    sampler: SamplerSpec = SamplerSpec(),
+    trials: int = 10,
+    seed: int = 0,
+    split_files: Sequence[str] = (),
+    batch_size: int = 8,
+    workers: int = 2,
+    device: str = "cpu",
+    plots: str | Path | None = None,
+    predictions: str | Path | None = None,
+) -> dict:
     """Run one protocol; returns a JSON-able dict (see the module docstring). ``predictions``: also write a CSV
     with one row per scored video (path, true labels, predicted label, its score), atomically."""
     from openvocab.eval import protocols
@@ -98,7 +114,15 @@ def evaluate(*, model_source: str, manifest: Manifest, protocol: str = "full", s
     videos, targets, index = video_embeddings(model, manifest, sampler=sampler, batch_size=batch_size, workers=workers, device=device)
     if predictions is not None:
         _write_predictions(predictions, manifest, index, clip_scores(videos, classes, logit_scale=scale), names)
-    result: dict = {"model": model_source, "dataset": manifest.source, "protocol": protocol, "videos": int(targets.shape[0]), "classes": len(names), "views": f"{sampler.temporal_views}x{sampler.spatial_crops}", "frames": sampler.frames}
+    result: dict = {
+        "model": model_source,
+        "dataset": manifest.source,
+        "protocol": protocol,
+        "videos": int(targets.shape[0]),
+        "classes": len(names),
+        "views": f"{sampler.temporal_views}x{sampler.spatial_crops}",
+        "frames": sampler.frames,
+    }
     if multi:
         result["multi_label"] = True
     if protocol == "full":
@@ -108,7 +132,9 @@ def evaluate(*, model_source: str, manifest: Manifest, protocol: str = "full", s
     elif protocol == "k600":
         if not split_files:
             raise InputError("the k600 protocol needs --split-files (the three files of 160 class names)")
-        result["result"] = protocols.kinetics600_novel_protocol(videos, targets, classes, class_names=names, split_files=list(split_files), logit_scale=scale).to_dict()
+        result["result"] = protocols.kinetics600_novel_protocol(
+            videos, targets, classes, class_names=names, split_files=list(split_files), logit_scale=scale
+        ).to_dict()
     else:
         raise InputError(f"unknown protocol '{protocol}' (full, half, k600)")
     if plots is not None:
@@ -164,9 +190,24 @@ def _full_with_map(videos: torch.Tensor, targets: torch.Tensor, classes: torch.T
 
 
 EVAL_RECIPE_KEYS = {
-    "data": str, "model": str, "format": str, "root": str, "classes": str, "split": int, "protocol": str, "trials": int,
-    "seed": int, "split_files": list, "frames": int, "sampler": str, "stride": int, "views": str, "batch_size": int,
-    "workers": int, "device": str, "val_mode": str,
+    "data": str,
+    "model": str,
+    "format": str,
+    "root": str,
+    "classes": str,
+    "split": int,
+    "protocol": str,
+    "trials": int,
+    "seed": int,
+    "split_files": list,
+    "frames": int,
+    "sampler": str,
+    "stride": int,
+    "views": str,
+    "batch_size": int,
+    "workers": int,
+    "device": str,
+    "val_mode": str,
 }
 
 

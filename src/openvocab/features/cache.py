@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from safetensors import safe_open
@@ -122,7 +122,17 @@ def extract_features(
         raise InputError("no video could be decoded; nothing was cached", path=out)
     dims = _read_shard(out / shards[0], ("frames",))["frames"].shape
     count = sum(_shard_len(out / n) for n in shards)
-    info = CacheInfo(model=backbone.source, fingerprint=backbone.fingerprint, sampler=sampler_dict, classes=list(classes), shards=shards, count=count, dim=int(dims[-1]), layers=list(layers), failed=failed)
+    info = CacheInfo(
+        model=backbone.source,
+        fingerprint=backbone.fingerprint,
+        sampler=sampler_dict,
+        classes=list(classes),
+        shards=shards,
+        count=count,
+        dim=int(dims[-1]),
+        layers=list(layers),
+        failed=failed,
+    )
     atomic_write(out / INDEX, json.dumps(asdict(info), indent=2))
     return info
 

@@ -363,4 +363,3 @@ def open_video(path: str | os.PathLike[str], *, fps_for_frame_folders: float = 3
 def probe_video(path: str | os.PathLike[str], *, fps_for_frame_folders: float = 30.0) -> VideoInfo:
     """:class:`VideoInfo` of a video file or frame folder (see :func:`open_video`)."""
     return open_video(path, fps_for_frame_folders=fps_for_frame_folders).info
-

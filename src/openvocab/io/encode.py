@@ -126,9 +126,7 @@ class _GifPalette:
         pick = np.unique(np.linspace(0, n - 1, num=min(n, 32)).round().astype(np.int64))
         step = max(1, int(np.sqrt(h * w * len(pick) / 1_000_000)))
         sample = np.concatenate([arr[i, ::step, ::step] for i in pick], axis=0)
-        self._image = Image.fromarray(sample).quantize(
-            colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
-        )
+        self._image = Image.fromarray(sample).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
         rgb = np.asarray(self._image.getpalette()[: 256 * 3], dtype=np.uint8).reshape(-1, 3)
         rgb = np.concatenate([rgb, np.zeros((256 - len(rgb), 3), np.uint8)]) if len(rgb) < 256 else rgb
         self.argb = np.ascontiguousarray(np.concatenate([np.full((256, 1), 255, np.uint8), rgb], axis=1))
@@ -159,9 +157,7 @@ class _AudioWriter:
         stop = total if seconds is None else min(total, int(round(seconds * self.rate)))
         while self.pos < stop:
             end = min(stop, self.pos + 4096)
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(self.data[:, self.pos : end]), format=self.fmt, layout="mono"
-            )
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(self.data[:, self.pos : end]), format=self.fmt, layout="mono")
             frame.sample_rate = self.rate
             frame.pts = self.pos
             frame.time_base = Fraction(1, self.rate)
@@ -263,6 +259,4 @@ def write_video(
 
 def _format_for(suffix: str) -> str | None:
     """FFmpeg muxer name for a suffix (the temp file keeps the suffix, this just makes it explicit)."""
-    return {".mkv": "matroska", ".webm": "webm", ".gif": "gif", ".avi": "avi", ".mov": "mov", ".mp4": "mp4"}.get(
-        suffix
-    )
+    return {".mkv": "matroska", ".webm": "webm", ".gif": "gif", ".avi": "avi", ".mov": "mov", ".mp4": "mp4"}.get(suffix)

@@ -95,7 +95,7 @@ def preprocess_frames(
     if (out_h, out_w) != (h, w):
         x = F.interpolate(x, size=(out_h, out_w), mode="bicubic", antialias=True, align_corners=False)
         x = x.clamp_(0.0, 255.0)
-    views = [x[:, :, t : t + size, l : l + size] for t, l in crop_offsets(out_h, out_w, size, crops)]
+    views = [x[:, :, top : top + size, left : left + size] for top, left in crop_offsets(out_h, out_w, size, crops)]
     out = torch.stack(views)  # (crops, N, 3, size, size)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 1, 3, 1, 1) * 255.0
     s = torch.tensor(std, dtype=torch.float32).view(1, 1, 3, 1, 1) * 255.0

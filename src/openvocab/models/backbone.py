@@ -27,10 +27,10 @@ from torch import nn
 from openvocab.digest import update_digest
 from openvocab.errors import ModelLoadError
 from openvocab.io.transforms import CLIP_MEAN, CLIP_STD, ImageSpec
+from openvocab.models.create import RANDOM_WEIGHTS_MARKER, build_random_clip
 
 log = logging.getLogger(__name__)
 
-RANDOM_WEIGHTS_MARKER = "openvocab_random_weights.json"
 
 #: Prompts per text-tower call. Prompts are sorted by token count first, so a batch pads to nearly its own length
 #: and the size matters little for padding; measured on 2 CPU cores (ViT-B/32 text tower, Kinetics-400 x 28
@@ -144,7 +144,6 @@ class ClipBackbone(nn.Module):
         name = str(name_or_path)
         if name.startswith("random:"):
             from openvocab.errors import InputError
-            from openvocab.models.create import build_random_clip
 
             try:
                 clip = build_random_clip(name.split(":", 1)[1])

@@ -93,7 +93,7 @@ def _decode(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
         return [_decode(v, tensors) for v in obj]
     if isinstance(obj, dict):
         if len(obj) == 1:
-            (marker, value), = obj.items()
+            ((marker, value),) = obj.items()
             if marker == "__tensor__":
                 return tensors[value]
             if marker == "__tuple__":
@@ -123,8 +123,7 @@ def _rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
-        "numpy": [kind, base64.b64encode(np.asarray(keys, dtype=np.uint32).tobytes()).decode("ascii"), int(pos),
-                  int(has_gauss), float(cached)],
+        "numpy": [kind, base64.b64encode(np.asarray(keys, dtype=np.uint32).tobytes()).decode("ascii"), int(pos), int(has_gauss), float(cached)],
         "torch": _b64(torch.get_rng_state()),
     }
     if torch.cuda.is_available():
@@ -143,9 +142,7 @@ def _restore_rng(state: Mapping[str, Any]) -> None:
     if "torch" in state:
         torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8))
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(
-            [torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8) for s in state["cuda"]]
-        )
+        torch.cuda.set_rng_state_all([torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8) for s in state["cuda"]])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -171,8 +168,7 @@ def _model_tensors(model: nn.Module, omit: Collection[str] = ()) -> tuple[dict[s
         if name in omit:
             omitted[name] = tensor_digest(name, tensor)
             continue
-        view = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(),
-                tensor.dtype, tensor.device)
+        view = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype, tensor.device)
         if view in seen and tensor.numel() > 0:
             aliases[name] = seen[view]
             continue
@@ -266,8 +262,7 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{int(step):08d}-", dir=directory))
     try:
         tensors, aliases, omitted = _model_tensors(model, set(omit))
-        _write_tensors(tmp / "model.safetensors", tensors,
-                       {"format": "openvocab-checkpoint", "aliases": json.dumps(aliases), "omitted": json.dumps(omitted)})
+        _write_tensors(tmp / "model.safetensors", tensors, {"format": "openvocab-checkpoint", "aliases": json.dumps(aliases), "omitted": json.dumps(omitted)})
         if optimizer is not None:
             opt_tensors: dict[str, torch.Tensor] = {}  # keys "state.<param_idx>.<name>"
             opt_json = {k: _encode(v, k, opt_tensors) for k, v in optimizer.state_dict().items()}
@@ -385,8 +380,10 @@ def _check_omitted(step_dir: Path, key: str, saved: tuple[str, str], value: torc
     """An entry the checkpoint left out must still hold the value it was trained with (same pretrained weights)."""
     digest, saved_name = saved
     if tensor_digest(saved_name, value) != digest:
-        raise InputError(f"checkpoint {step_dir} did not store the frozen tensor {key!r} and this model's differs from "
-                         f"the one it was trained with (model.model must load the same pretrained weights)")
+        raise InputError(
+            f"checkpoint {step_dir} did not store the frozen tensor {key!r} and this model's differs from "
+            f"the one it was trained with (model.model must load the same pretrained weights)"
+        )
 
 
 def read_trainer_state(path_or_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
@@ -396,9 +393,7 @@ def read_trainer_state(path_or_dir: str | os.PathLike[str]) -> tuple[Path, dict[
     return step_dir, _read_json(step_dir / "trainer_state.json")
 
 
-def load_model_subset(
-    path_or_dir: str | os.PathLike[str], *, model: nn.Module, keep: Callable[[str], bool]
-) -> dict[str, Any]:
+def load_model_subset(path_or_dir: str | os.PathLike[str], *, model: nn.Module, keep: Callable[[str], bool]) -> dict[str, Any]:
     """Copy into ``model`` the checkpoint's model tensors whose state-dict key passes ``keep``; the other tensors of
     ``model`` keep their values. For initialising a new run from another one (a different head, say); nothing
     else (optimizer, scheduler, RNG) is touched and nothing is unpickled.
@@ -421,11 +416,9 @@ def load_model_subset(
     loaded = [k for k in expected if keep(k) and k not in verified]
     for key in loaded:
         if key not in tensors:
-            raise InputError(f"checkpoint {step_dir} has no tensor {key!r} that this model needs "
-                             f"(shape {list(expected[key].shape)})")
+            raise InputError(f"checkpoint {step_dir} has no tensor {key!r} that this model needs (shape {list(expected[key].shape)})")
         if tuple(tensors[key].shape) != tuple(expected[key].shape):
-            raise InputError(f"checkpoint {step_dir} has {key!r} of shape {list(tensors[key].shape)}, "
-                             f"this model has shape {list(expected[key].shape)}")
+            raise InputError(f"checkpoint {step_dir} has {key!r} of shape {list(tensors[key].shape)}, this model has shape {list(expected[key].shape)}")
     target.load_state_dict({k: tensors[k] for k in loaded}, strict=False)  # the others keep their values
     loaded += verified
     chosen = set(loaded)
@@ -446,15 +439,12 @@ def _load_model(step_dir: Path, model: nn.Module, rename: Callable[[str], str] |
             _check_omitted(step_dir, key, omitted[key], value)
             continue
         if key not in tensors:
-            raise InputError(f"checkpoint {step_dir} has no tensor {key!r} that this model needs "
-                             f"(shape {list(value.shape)})")
+            raise InputError(f"checkpoint {step_dir} has no tensor {key!r} that this model needs (shape {list(value.shape)})")
         if tuple(tensors[key].shape) != tuple(value.shape):
-            raise InputError(f"checkpoint {step_dir} has {key!r} of shape {list(tensors[key].shape)}, "
-                             f"this model has shape {list(value.shape)}")
+            raise InputError(f"checkpoint {step_dir} has {key!r} of shape {list(tensors[key].shape)}, this model has shape {list(value.shape)}")
     for key, value in tensors.items():
         if key not in expected:
-            raise InputError(f"checkpoint {step_dir} has tensor {key!r} (shape {list(value.shape)}) "
-                             f"that this model does not have")
+            raise InputError(f"checkpoint {step_dir} has tensor {key!r} (shape {list(value.shape)}) that this model does not have")
     for key in omitted:
         if key not in expected:
             raise InputError(f"checkpoint {step_dir} was trained with a tensor {key!r} that this model does not have")
@@ -469,23 +459,21 @@ def _load_optimizer(step_dir: Path, optimizer: torch.optim.Optimizer, rename: Ca
     state = _decode(_read_json(step_dir / "optimizer.json"), tensors)
     saved_groups, groups = state["param_groups"], optimizer.param_groups
     if len(saved_groups) != len(groups):
-        raise InputError(f"checkpoint {step_dir} has {len(saved_groups)} optimizer param groups, "
-                         f"this optimizer has {len(groups)}")
+        raise InputError(f"checkpoint {step_dir} has {len(saved_groups)} optimizer param groups, this optimizer has {len(groups)}")
     for g, (saved, current) in enumerate(zip(saved_groups, groups)):
         if len(saved["params"]) != len(current["params"]):
-            raise InputError(f"checkpoint {step_dir} optimizer group {g} has {len(saved['params'])} parameters, "
-                             f"this optimizer has {len(current['params'])}")
+            raise InputError(f"checkpoint {step_dir} optimizer group {g} has {len(saved['params'])} parameters, this optimizer has {len(current['params'])}")
         names = current.get("param_names") or [None] * len(current["params"])
         saved_names = [rename(n) for n in saved["param_names"]] if rename and saved.get("param_names") else (saved.get("param_names") or names)
         for index, name, saved_name, param in zip(saved["params"], names, saved_names, current["params"]):
             label = name or f"group {g} parameter {index}"
             if name is not None and saved_name != name:
-                raise InputError(f"checkpoint {step_dir} optimizer group {g} holds {saved_name!r} where this "
-                                 f"optimizer has {name!r}")
+                raise InputError(f"checkpoint {step_dir} optimizer group {g} holds {saved_name!r} where this optimizer has {name!r}")
             for key, value in state["state"].get(index, {}).items():
                 if key in _PARAM_SHAPED and isinstance(value, torch.Tensor) and value.shape != param.shape:
-                    raise InputError(f"checkpoint {step_dir} optimizer state {key} of {label!r} has shape "
-                                     f"{list(value.shape)}, this parameter has shape {list(param.shape)}")
+                    raise InputError(
+                        f"checkpoint {step_dir} optimizer state {key} of {label!r} has shape {list(value.shape)}, this parameter has shape {list(param.shape)}"
+                    )
     optimizer.load_state_dict(state)
 
 

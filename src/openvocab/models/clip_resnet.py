@@ -175,9 +175,17 @@ def clip_resnet_config(arch: str) -> ClipResNetConfig:
 
     a = RESNET_ARCHITECTURES[arch]
     text = CLIPTextConfig(
-        vocab_size=49408, hidden_size=a.text_width, intermediate_size=4 * a.text_width, num_hidden_layers=a.text_layers,
-        num_attention_heads=a.text_heads, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=a.embed_dim,
-        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+        vocab_size=49408,
+        hidden_size=a.text_width,
+        intermediate_size=4 * a.text_width,
+        num_hidden_layers=a.text_layers,
+        num_attention_heads=a.text_heads,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        projection_dim=a.embed_dim,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
     )
     vision = ClipResNetVisionConfig(layers=a.layers, width=a.width, output_dim=a.embed_dim, image_size=a.image_size)
     return ClipResNetConfig(vision_config=vision, text_config=text, projection_dim=a.embed_dim)

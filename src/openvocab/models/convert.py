@@ -137,7 +137,7 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
             continue
         for prefix in _PREFIXES:
             while key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         tensors[key] = value
     if not tensors:
         raise ModelLoadError("not a state dict (it holds no named tensors)", path=path)
@@ -207,24 +207,35 @@ def _grid(rows: int, what: str) -> int:
     return side
 
 
-def infer_architecture(state: dict[str, torch.Tensor], *, activation: str = "quick_gelu", vision_heads: int | None = None, text_heads: int | None = None) -> CheckpointArch:
+def infer_architecture(
+    state: dict[str, torch.Tensor], *, activation: str = "quick_gelu", vision_heads: int | None = None, text_heads: int | None = None
+) -> CheckpointArch:
     """Read the architecture from tensor shapes (ViT if ``visual.proj`` exists, ResNet if ``visual.layer1`` does)."""
     if activation not in ACTIVATIONS:
         raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got '{activation}'")
     try:
         text_width = state["ln_final.weight"].shape[0]
         text = dict(
-            text_width=text_width, text_layers=_count_blocks(state, "transformer.resblocks."),
-            text_heads=_heads(text_width, text_heads, "text"), context_length=state["positional_embedding"].shape[0],
-            vocab_size=state["token_embedding.weight"].shape[0], embed_dim=state["text_projection"].shape[1],
+            text_width=text_width,
+            text_layers=_count_blocks(state, "transformer.resblocks."),
+            text_heads=_heads(text_width, text_heads, "text"),
+            context_length=state["positional_embedding"].shape[0],
+            vocab_size=state["token_embedding.weight"].shape[0],
+            embed_dim=state["text_projection"].shape[1],
         )
         if "visual.proj" in state or "visual.class_embedding" in state:
             conv = state["visual.conv1.weight"]
             width, patch = conv.shape[0], conv.shape[-1]
             grid = _grid(state["visual.positional_embedding"].shape[0], "visual.positional_embedding")
             return CheckpointArch(
-                kind="vit", image_size=patch * grid, vision_width=width, vision_layers=_count_blocks(state, "visual.transformer.resblocks."),
-                vision_heads=_heads(width, vision_heads, "vision"), patch_size=patch, activation=activation, **text,
+                kind="vit",
+                image_size=patch * grid,
+                vision_width=width,
+                vision_layers=_count_blocks(state, "visual.transformer.resblocks."),
+                vision_heads=_heads(width, vision_heads, "vision"),
+                patch_size=patch,
+                activation=activation,
+                **text,
             )
         if "visual.layer1.0.conv1.weight" in state:
             stages = tuple(_count_blocks(state, f"visual.layer{k}.") for k in range(1, 5))
@@ -234,8 +245,14 @@ def infer_architecture(state: dict[str, torch.Tensor], *, activation: str = "qui
             if output_dim != text["embed_dim"]:
                 raise ModelLoadError(f"unsupported layout: the ResNet's output dim {output_dim} differs from the text embedding dim {text['embed_dim']}")
             return CheckpointArch(
-                kind="resnet", image_size=32 * grid, vision_width=width, vision_layers=stages,
-                vision_heads=_heads(width * 32, vision_heads, "vision"), patch_size=None, activation=activation, **text,
+                kind="resnet",
+                image_size=32 * grid,
+                vision_width=width,
+                vision_layers=stages,
+                vision_heads=_heads(width * 32, vision_heads, "vision"),
+                patch_size=None,
+                activation=activation,
+                **text,
             )
     except KeyError as exc:
         raise ModelLoadError(f"unsupported layout: no {exc.args[0]}") from None
@@ -283,7 +300,7 @@ def map_state_dict(state: dict[str, torch.Tensor], arch: CheckpointArch) -> dict
             if not _map_block(m.group(3), tensor, f"{tower}.encoder.layers.{m.group(2)}.", out):
                 unknown.append(key)
         elif arch.kind == "resnet" and key.startswith("visual."):
-            out["vision_model." + key[len("visual."):]] = tensor
+            out["vision_model." + key[len("visual.") :]] = tensor
         else:
             unknown.append(key)
     if unknown:
@@ -295,9 +312,17 @@ def map_state_dict(state: dict[str, torch.Tensor], arch: CheckpointArch) -> dict
 # ---------------------------------------------------------------------------------------------------------- models
 def _text_config(arch: CheckpointArch) -> dict:
     return dict(
-        vocab_size=arch.vocab_size, hidden_size=arch.text_width, intermediate_size=4 * arch.text_width,
-        num_hidden_layers=arch.text_layers, num_attention_heads=arch.text_heads, max_position_embeddings=arch.context_length,
-        hidden_act=arch.activation, projection_dim=arch.embed_dim, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+        vocab_size=arch.vocab_size,
+        hidden_size=arch.text_width,
+        intermediate_size=4 * arch.text_width,
+        num_hidden_layers=arch.text_layers,
+        num_attention_heads=arch.text_heads,
+        max_position_embeddings=arch.context_length,
+        hidden_act=arch.activation,
+        projection_dim=arch.embed_dim,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
     )
 
 
@@ -307,9 +332,14 @@ def build_model(arch: CheckpointArch) -> torch.nn.Module:
         from transformers import CLIPConfig, CLIPModel
 
         vision = dict(
-            hidden_size=arch.vision_width, intermediate_size=4 * arch.vision_width, num_hidden_layers=arch.vision_layers,
-            num_attention_heads=arch.vision_heads, patch_size=arch.patch_size, image_size=arch.image_size,
-            hidden_act=arch.activation, projection_dim=arch.embed_dim,
+            hidden_size=arch.vision_width,
+            intermediate_size=4 * arch.vision_width,
+            num_hidden_layers=arch.vision_layers,
+            num_attention_heads=arch.vision_heads,
+            patch_size=arch.patch_size,
+            image_size=arch.image_size,
+            hidden_act=arch.activation,
+            projection_dim=arch.embed_dim,
         )
         config = CLIPConfig(text_config=_text_config(arch), vision_config=vision, projection_dim=arch.embed_dim)
         return CLIPModel(config).eval()
@@ -321,7 +351,9 @@ def build_model(arch: CheckpointArch) -> torch.nn.Module:
         ClipResNetVisionConfig,
     )
 
-    vision_cfg = ClipResNetVisionConfig(layers=tuple(arch.vision_layers), width=arch.vision_width, output_dim=arch.embed_dim, image_size=arch.image_size, heads=arch.vision_heads)  # type: ignore[arg-type]
+    vision_cfg = ClipResNetVisionConfig(
+        layers=tuple(arch.vision_layers), width=arch.vision_width, output_dim=arch.embed_dim, image_size=arch.image_size, heads=arch.vision_heads
+    )  # type: ignore[arg-type]
     config = ClipResNetConfig(vision_config=vision_cfg, text_config=CLIPTextConfig(**_text_config(arch)), projection_dim=arch.embed_dim)
     return ClipResNetModel.from_config(config).eval()
 
@@ -337,7 +369,7 @@ def _openai_name(key: str) -> str:
         if q := re.match(r"self_attn\.[qkv]_proj\.(weight|bias)$", m.group(3)):
             return f"{prefix}attn.in_proj_{q.group(1)}"
         return prefix + {v: k for k, v in _BLOCK_KEYS.items()}.get(m.group(3), m.group(3))
-    return "visual." + key[len("vision_model."):] if key.startswith("vision_model.") else key
+    return "visual." + key[len("vision_model.") :] if key.startswith("vision_model.") else key
 
 
 def _load_strict(model: torch.nn.Module, mapped: dict[str, torch.Tensor]) -> None:
@@ -347,9 +379,7 @@ def _load_strict(model: torch.nn.Module, mapped: dict[str, torch.Tensor]) -> Non
             mapped[key] = tensor
     missing = list(dict.fromkeys(_openai_name(k) for k in expected if k not in mapped))
     unexpected = list(dict.fromkeys(_openai_name(k) for k in mapped if k not in expected))
-    wrong = list(dict.fromkeys(
-        _openai_name(k) for k, t in expected.items() if k in mapped and mapped[k].shape != t.shape
-    ))
+    wrong = list(dict.fromkeys(_openai_name(k) for k, t in expected.items() if k in mapped and mapped[k].shape != t.shape))
     shapes = "whose shapes do not fit the architecture read from the others"
     for what, keys in (("missing", missing), ("unexpected", unexpected), (shapes, wrong)):
         if keys:
@@ -359,7 +389,9 @@ def _load_strict(model: torch.nn.Module, mapped: dict[str, torch.Tensor]) -> Non
         model.load_state_dict(mapped, strict=True)  # dtype is cast to the model's (float32) on copy
 
 
-def convert_state_dict(state: dict[str, torch.Tensor], *, activation: str = "quick_gelu", vision_heads: int | None = None, text_heads: int | None = None) -> tuple[torch.nn.Module, CheckpointArch]:
+def convert_state_dict(
+    state: dict[str, torch.Tensor], *, activation: str = "quick_gelu", vision_heads: int | None = None, text_heads: int | None = None
+) -> tuple[torch.nn.Module, CheckpointArch]:
     """Infer, build and strictly load: an OpenAI-layout state dict -> (model in eval mode, its architecture)."""
     arch = infer_architecture(state, activation=activation, vision_heads=vision_heads, text_heads=text_heads)
     mapped = map_state_dict(state, arch)

@@ -19,6 +19,9 @@ import torch
 
 from openvocab.errors import InputError
 
+#: The file that marks a model directory as random-weight (``ClipBackbone.random_weights``; the classifier warns).
+RANDOM_WEIGHTS_MARKER = "openvocab_random_weights.json"
+
 _VOCAB_SIZE = 49408
 _CONTEXT = 77
 
@@ -55,14 +58,27 @@ def clip_config(arch: str):
         raise InputError(f"unknown architecture '{arch}'; choose one of {', '.join(ARCHITECTURES)}")
     a = ARCHITECTURES[arch]
     text = dict(
-        vocab_size=_VOCAB_SIZE, hidden_size=a.text_width, intermediate_size=4 * a.text_width,
-        num_hidden_layers=a.text_layers, num_attention_heads=a.text_heads, max_position_embeddings=_CONTEXT,
-        hidden_act="quick_gelu", projection_dim=a.embed_dim, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+        vocab_size=_VOCAB_SIZE,
+        hidden_size=a.text_width,
+        intermediate_size=4 * a.text_width,
+        num_hidden_layers=a.text_layers,
+        num_attention_heads=a.text_heads,
+        max_position_embeddings=_CONTEXT,
+        hidden_act="quick_gelu",
+        projection_dim=a.embed_dim,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=49407,
     )
     vision = dict(
-        hidden_size=a.vision_width, intermediate_size=4 * a.vision_width, num_hidden_layers=a.vision_layers,
-        num_attention_heads=a.vision_heads, patch_size=a.patch_size, image_size=a.image_size,
-        hidden_act="quick_gelu", projection_dim=a.embed_dim,
+        hidden_size=a.vision_width,
+        intermediate_size=4 * a.vision_width,
+        num_hidden_layers=a.vision_layers,
+        num_attention_heads=a.vision_heads,
+        patch_size=a.patch_size,
+        image_size=a.image_size,
+        hidden_act="quick_gelu",
+        projection_dim=a.embed_dim,
     )
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=a.embed_dim)
 
@@ -112,7 +128,6 @@ def _write_clip_dir(model, backbone, directory: str | Path, *, overwrite: bool, 
     """Assemble the directory in a temporary sibling and rename it into place: never a half-written model."""
     from transformers import CLIPImageProcessor
 
-    from openvocab.models.backbone import RANDOM_WEIGHTS_MARKER
     from openvocab.text.tokenizer import save_clip_tokenizer
 
     target = Path(directory).expanduser()
@@ -130,7 +145,12 @@ def _write_clip_dir(model, backbone, directory: str | Path, *, overwrite: bool, 
         else:
             backbone.tokenizer.save_pretrained(str(tmp))
             spec = backbone.image_spec
-            CLIPImageProcessor(size={"shortest_edge": spec.resize_short_side}, crop_size={"height": spec.size, "width": spec.size}, image_mean=list(spec.mean), image_std=list(spec.std)).save_pretrained(str(tmp))
+            CLIPImageProcessor(
+                size={"shortest_edge": spec.resize_short_side},
+                crop_size={"height": spec.size, "width": spec.size},
+                image_mean=list(spec.mean),
+                image_std=list(spec.std),
+            ).save_pretrained(str(tmp))
         if marker is not None:
             (tmp / RANDOM_WEIGHTS_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         if note:

@@ -62,7 +62,9 @@ def create_recognizer(
         streams[name] = Stream(backbone=backbone, spec=stream_spec)
     fusion = FUSIONS.build(spec.fusion, dims={n: s.dim for n, s in streams.items()})
     primary = streams[spec.primary].backbone
-    head = HEADS.build(spec.head.classifier, spec=spec.head, dim=fusion.dim, backbone=primary, class_names=names, lda=lda, seed=seed, from_checkpoint=from_checkpoint)
+    head = HEADS.build(
+        spec.head.classifier, spec=spec.head, dim=fusion.dim, backbone=primary, class_names=names, lda=lda, seed=seed, from_checkpoint=from_checkpoint
+    )
     model = VideoRecognizer(streams=streams, fusion=fusion, head=head, spec=spec)
     model._class_names = names
     model.source = source or spec.model

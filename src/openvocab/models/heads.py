@@ -20,7 +20,7 @@ Initialisations of ``W̃`` (rows = classes):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -37,7 +37,9 @@ class TemporalTransformer(nn.Module):
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.position = nn.Parameter(torch.zeros(max_frames, dim))
         nn.init.normal_(self.position, std=0.01)
-        layer = nn.TransformerEncoderLayer(d_model=dim, nhead=heads, dim_feedforward=4 * dim, dropout=dropout, activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model=dim, nhead=heads, dim_feedforward=4 * dim, dropout=dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
         for block in self.encoder.layers:  # every residual branch starts at zero: the module is TAP at step 0
             nn.init.zeros_(block.self_attn.out_proj.weight)
@@ -90,7 +92,7 @@ class TokenT1D(_FrameHooks):
                 conv.weight[:, 0, kernel_size // 2] = 1.0
             self.convs[str(b)] = conv
 
-    def attach(self, backbone) -> "TokenT1D":
+    def attach(self, backbone) -> TokenT1D:
         layers = backbone.clip.vision_model.encoder.layers
         for b in self.blocks:
             if not 0 <= b < len(layers):
@@ -153,7 +155,7 @@ class ResNetT1D(_FrameHooks):
                 conv.weight[fold : 2 * fold, 0, k // 2 - 1] = 1.0  # out[t] = x[t - 1]
         return conv
 
-    def attach(self, backbone) -> "ResNetT1D":
+    def attach(self, backbone) -> ResNetT1D:
         vision = backbone.clip.vision_model
         if not hasattr(vision, "layer1"):
             raise ValueError("T1D needs a CLIP-ResNet backbone; for a ViT use TokenT1D (model.token_t1d_blocks)")

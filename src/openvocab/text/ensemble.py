@@ -25,9 +25,7 @@ def ensemble_text_embeddings(per_prompt: torch.Tensor, num_labels: int, num_prom
     :func:`openvocab.text.prompts.build_prompts`. Computed in float32 at least; the input dtype is returned.
     """
     if per_prompt.dim() != 2 or per_prompt.shape[0] != num_labels * num_prompts or num_prompts < 1:
-        raise ValueError(
-            f"expected ({num_labels}*{num_prompts}, D) prompt embeddings, got shape {tuple(per_prompt.shape)}"
-        )
+        raise ValueError(f"expected ({num_labels}*{num_prompts}, D) prompt embeddings, got shape {tuple(per_prompt.shape)}")
     work = per_prompt.float() if per_prompt.dtype in (torch.float16, torch.bfloat16) else per_prompt
     grouped = F.normalize(work, dim=-1).reshape(num_labels, num_prompts, -1)
     return F.normalize(grouped.mean(dim=1), dim=-1).to(per_prompt.dtype)

@@ -210,7 +210,9 @@ class LabelBank:
         closed-set encoders are not cached (their rows are the classifier's own)."""
         if not encoder.open_vocabulary:
             return encoder.encode(list(labels)), 0
-        return self.get_or_encode(fingerprint=encoder.fingerprint, prompt_set=encoder.prompt_key, labels=labels, encode=lambda missing: encoder.encode(missing, progress=progress))
+        return self.get_or_encode(
+            fingerprint=encoder.fingerprint, prompt_set=encoder.prompt_key, labels=labels, encode=lambda missing: encoder.encode(missing, progress=progress)
+        )
 
     def get_or_encode(
         self,
@@ -263,8 +265,7 @@ class LabelBank:
         where, args = _filters(fingerprint, prompt_key)
         with self._lock, self._guard():
             rows = self._db.execute(
-                f"SELECT fingerprint, prompt_key, label, dim, created_at FROM embeddings{where} "
-                "ORDER BY fingerprint, prompt_key, created_at, label",
+                f"SELECT fingerprint, prompt_key, label, dim, created_at FROM embeddings{where} ORDER BY fingerprint, prompt_key, created_at, label",
                 args,
             ).fetchall()
         return [LabelRecord(str(f), str(k), str(label), int(d), float(t)) for f, k, label, d, t in rows]
@@ -324,12 +325,10 @@ class LabelBank:
         matrix = np.stack([found[label] for label in names]).astype(np.float32)
         if suffix == ".npz":
             buffer = io.BytesIO()
-            np.savez(buffer, labels=np.array(names, dtype=str), embeddings=matrix,
-                     fingerprint=np.array(fingerprint), prompt_key=np.array(prompt_key))
+            np.savez(buffer, labels=np.array(names, dtype=str), embeddings=matrix, fingerprint=np.array(fingerprint), prompt_key=np.array(prompt_key))
             payload = buffer.getvalue()
         elif suffix == ".json":
-            document = {"fingerprint": fingerprint, "prompt_key": prompt_key, "dim": int(matrix.shape[1]),
-                        "labels": names, "embeddings": matrix.tolist()}
+            document = {"fingerprint": fingerprint, "prompt_key": prompt_key, "dim": int(matrix.shape[1]), "labels": names, "embeddings": matrix.tolist()}
             payload = (json.dumps(document, ensure_ascii=False) + "\n").encode("utf-8")
         else:
             text = io.StringIO()

@@ -41,8 +41,7 @@ __all__ = [
 ]
 
 _PREFIXES = ("a photo of", "a video of", "a example of", "a demonstration of")  # "a example" is CLIP's own text
-_SUFFIXES = ("{}.", "a person {}.", "a person using {}.", "a person doing {}.", "a person during {}.",
-             "a person performing {}.", "a person practicing {}.")
+_SUFFIXES = ("{}.", "a person {}.", "a person using {}.", "a person doing {}.", "a person during {}.", "a person performing {}.", "a person practicing {}.")
 
 #: CLIP's 28 Kinetics-700 prompt templates (OpenAI CLIP repository, ``data/prompts.md``, Kinetics700 section), used
 #: by MOV §3.1 and Text4Vis Table A.4, in CLIP's order.

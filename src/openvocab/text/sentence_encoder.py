@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -43,7 +43,7 @@ class SentenceEncoder(nn.Module):
         self.source = source
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str) -> "SentenceEncoder":
+    def from_pretrained(cls, name_or_path: str) -> SentenceEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         path = _resolve(name_or_path)

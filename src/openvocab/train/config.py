@@ -143,12 +143,28 @@ class TrainConfig:
 
         m = self.model
         streams = {
-            name: StreamSpec(model=s.model, input=s.input, temporal=s.temporal, temporal_layers=s.temporal_layers, token_t1d_blocks=tuple(s.token_t1d_blocks),
-                             t1d_stages=tuple(s.t1d_stages), t1d_init=s.t1d_init, frames=self.data.frames, train_backbone=s.train_backbone)
+            name: StreamSpec(
+                model=s.model,
+                input=s.input,
+                temporal=s.temporal,
+                temporal_layers=s.temporal_layers,
+                token_t1d_blocks=tuple(s.token_t1d_blocks),
+                t1d_stages=tuple(s.t1d_stages),
+                t1d_init=s.t1d_init,
+                frames=self.data.frames,
+                train_backbone=s.train_backbone,
+            )
             for name, s in m.streams.items()
         }
-        head = HeadSpec(classifier=m.classifier, num_classes=num_classes, train_text=m.text_online and self.optim.loss == "infonce",
-                        prompts=m.prompts, template=m.template, sentence_encoder=m.sentence_encoder, logit_scale=m.logit_scale)
+        head = HeadSpec(
+            classifier=m.classifier,
+            num_classes=num_classes,
+            train_text=m.text_online and self.optim.loss == "infonce",
+            prompts=m.prompts,
+            template=m.template,
+            sentence_encoder=m.sentence_encoder,
+            logit_scale=m.logit_scale,
+        )
         return RecognizerSpec(streams=streams, head=head, fusion=m.fusion)
 
 
@@ -327,7 +343,15 @@ def validate(cfg: TrainConfig, *, where: str) -> TrainConfig:
                 raise InputError(f"{where}: {label} must be one of {', '.join(allowed)}, got '{value}'")
     if len(cfg.model.streams) > 1 and cfg.model.fusion == "identity":
         raise InputError(f"{where}: {len(cfg.model.streams)} streams ({', '.join(cfg.model.streams)}) need a fusion that combines them (model.fusion: mean)")
-    positive = [("data", "frames"), ("data", "batch_size"), ("data", "stride"), ("optim", "epochs"), ("optim", "accumulation"), ("run", "keep_last"), ("run", "eval_every_epochs")]
+    positive = [
+        ("data", "frames"),
+        ("data", "batch_size"),
+        ("data", "stride"),
+        ("optim", "epochs"),
+        ("optim", "accumulation"),
+        ("run", "keep_last"),
+        ("run", "eval_every_epochs"),
+    ]
     for section, key in positive:
         if getattr(getattr(cfg, section), key) < 1:
             raise InputError(f"{where}: {section}.{key} must be >= 1")

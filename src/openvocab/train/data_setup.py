@@ -73,5 +73,3 @@ def load_splits(data: DataConfig, *, log_problems: bool = True) -> tuple[Manifes
     if val is not None:
         val.require_nonempty()
     return train, val
-
-

@@ -16,7 +16,19 @@ from openvocab.models.recognizer import VideoRecognizer
 from openvocab.train.schedule import build_adamw, cosine_with_warmup
 
 
-def train_head(model: VideoRecognizer, cache: FeatureCache, *, epochs: int = 10, lr: float = 1e-3, min_lr: float = 1e-5, weight_decay: float = 0.2, batch_size: int = 64, warmup_epochs: float = 1.0, seed: int = 0, view: int | None = None) -> list[float]:
+def train_head(
+    model: VideoRecognizer,
+    cache: FeatureCache,
+    *,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    min_lr: float = 1e-5,
+    weight_decay: float = 0.2,
+    batch_size: int = 64,
+    warmup_epochs: float = 1.0,
+    seed: int = 0,
+    view: int | None = None,
+) -> list[float]:
     """Fit ``model``'s temporal module and head on the cache (one random view per clip and step unless ``view``
     is fixed). Returns the mean loss of every epoch."""
     groups = model.parameter_groups()
@@ -27,7 +39,9 @@ def train_head(model: VideoRecognizer, cache: FeatureCache, *, epochs: int = 10,
     steps_per_epoch = max(1, math.ceil(n / batch_size))
     total = steps_per_epoch * epochs
     optimizer = build_adamw(params, lr=lr, weight_decay=weight_decay)
-    scheduler = cosine_with_warmup(optimizer, total_steps=total, warmup_steps=min(total, round(warmup_epochs * steps_per_epoch)), base_lr=lr, min_lr=min(min_lr, lr))
+    scheduler = cosine_with_warmup(
+        optimizer, total_steps=total, warmup_steps=min(total, round(warmup_epochs * steps_per_epoch)), base_lr=lr, min_lr=min(min_lr, lr)
+    )
     g = torch.Generator().manual_seed(seed)
     frames, targets = cache.frames, cache.targets
     history = []

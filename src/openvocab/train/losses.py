@@ -50,10 +50,7 @@ def frozen_classifier_ce(
         The mean cross-entropy over the batch (a 0-d tensor).
     """
     if video_emb.ndim != 2 or classifier.ndim != 2 or video_emb.shape[1] != classifier.shape[1]:
-        raise ValueError(
-            f"frozen_classifier_ce needs video_emb (B, D) and classifier (C, D); got {tuple(video_emb.shape)} "
-            f"and {tuple(classifier.shape)}"
-        )
+        raise ValueError(f"frozen_classifier_ce needs video_emb (B, D) and classifier (C, D); got {tuple(video_emb.shape)} and {tuple(classifier.shape)}")
     if targets.ndim != 1 or targets.shape[0] != video_emb.shape[0] or targets.is_floating_point():
         raise ValueError(f"targets must be (B,) integer class indices, got {tuple(targets.shape)} {targets.dtype}")
     logits = similarity_logits(video_emb, classifier.detach(), logit_scale=logit_scale)  # the one scoring path
@@ -177,10 +174,7 @@ def distributed_infonce(
         This rank's loss ``L_k`` (0-d tensor).
     """
     if vision.ndim != 2 or vision.shape != text.shape:
-        raise ValueError(
-            f"distributed_infonce needs vision and text of the same (N, D) shape; got {tuple(vision.shape)} "
-            f"and {tuple(text.shape)}"
-        )
+        raise ValueError(f"distributed_infonce needs vision and text of the same (N, D) shape; got {tuple(vision.shape)} and {tuple(text.shape)}")
     rank, world = _dist_info(group)
     n = vision.shape[0]
     v_local = F.normalize(vision, dim=-1)

@@ -59,9 +59,7 @@ class ResumableDistributedSampler(Sampler[int]):
         drop_last: bool = False,
     ) -> None:
         if dataset_len < 0 or num_replicas < 1 or not 0 <= rank < num_replicas:
-            raise ValueError(
-                f"invalid sampler setup: dataset_len={dataset_len}, num_replicas={num_replicas}, rank={rank}"
-            )
+            raise ValueError(f"invalid sampler setup: dataset_len={dataset_len}, num_replicas={num_replicas}, rank={rank}")
         self.dataset_len = int(dataset_len)
         self.num_replicas = int(num_replicas)
         self.rank = int(rank)
@@ -115,9 +113,7 @@ class ResumableDistributedSampler(Sampler[int]):
     def advance(self, num_samples: int) -> None:
         """Record that the trainer consumed ``num_samples`` more indices of this replica in the current epoch."""
         if num_samples < 0 or self._consumed + num_samples > self.num_samples:
-            raise ValueError(
-                f"advance({num_samples}) would move past the epoch end ({self._consumed}/{self.num_samples} consumed)"
-            )
+            raise ValueError(f"advance({num_samples}) would move past the epoch end ({self._consumed}/{self.num_samples} consumed)")
         self._consumed += int(num_samples)
 
     @property
@@ -151,9 +147,7 @@ class ResumableDistributedSampler(Sampler[int]):
         """
         for key in ("dataset_len", "num_replicas", "shuffle", "seed", "drop_last"):
             if key in state and state[key] != getattr(self, key):
-                raise InputError(
-                    f"sampler state was saved with {key}={state[key]!r}, this sampler has {key}={getattr(self, key)!r}"
-                )
+                raise InputError(f"sampler state was saved with {key}={state[key]!r}, this sampler has {key}={getattr(self, key)!r}")
         consumed = int(state["consumed_samples"])
         if not 0 <= consumed <= self.num_samples:
             raise InputError(f"sampler state has consumed_samples={consumed} outside [0, {self.num_samples}]")

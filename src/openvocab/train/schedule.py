@@ -60,9 +60,7 @@ def cosine_with_warmup(
     ``LambdaLR`` has a JSON-able ``state_dict`` (see :mod:`openvocab.models.checkpoint`).
     """
     if total_steps < 1 or warmup_steps < 0 or warmup_steps > total_steps:
-        raise ValueError(
-            f"need 0 <= warmup_steps <= total_steps and total_steps >= 1, got {warmup_steps}, {total_steps}"
-        )
+        raise ValueError(f"need 0 <= warmup_steps <= total_steps and total_steps >= 1, got {warmup_steps}, {total_steps}")
     if base_lr <= 0 or min_lr < 0 or min_lr > base_lr:
         raise ValueError(f"need 0 <= min_lr <= base_lr and base_lr > 0, got base_lr={base_lr}, min_lr={min_lr}")
     curve = WarmupCosine(total_steps=total_steps, warmup_steps=warmup_steps, base_lr=base_lr, min_lr=min_lr)
@@ -104,7 +102,7 @@ def _named(params: nn.Module | Iterable[tuple[str, nn.Parameter]]) -> list[tuple
     if isinstance(params, nn.Module):
         owners = {}
         for mod_name, mod in params.named_modules():
-            for p_name, p in mod.named_parameters(recurse=False):
+            for p_name, _ in mod.named_parameters(recurse=False):
                 owners[f"{mod_name}.{p_name}" if mod_name else p_name] = mod
         return [(n, p, owners.get(n)) for n, p in params.named_parameters()]
     out = []

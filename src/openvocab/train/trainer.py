@@ -103,7 +103,14 @@ def seed_everything(seed: int) -> None:
 
 def build_model(cfg: TrainConfig, class_names: list[str], *, device: str, lda_data=None) -> VideoRecognizer:
     """The recogniser the recipe trains, from the library's factory (the classifier weights are deterministic)."""
-    return create_recognizer(cfg.recognizer_spec(len(class_names)), class_names=class_names, device=device, lda=lda_data, seed=cfg.run.seed, gradient_checkpointing=cfg.model.gradient_checkpointing)
+    return create_recognizer(
+        cfg.recognizer_spec(len(class_names)),
+        class_names=class_names,
+        device=device,
+        lda=lda_data,
+        seed=cfg.run.seed,
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+    )
 
 
 # Architecture fields of the saved run that the new recipe must share for model.init_from (the video side's shape);
@@ -144,7 +151,9 @@ def init_from_run(model: VideoRecognizer, source: str | Path) -> dict:
             if key == "temporal_layers" and mine["temporal"] != "ttrans":
                 continue  # only T-Trans has layers
             if saved[key] != mine[key]:
-                raise InputError(f"model.init_from: {step_dir} was trained with {where}.{key}={saved[key]!r}, this recipe has {where}.{key}={mine[key]!r}; they must match")
+                raise InputError(
+                    f"model.init_from: {step_dir} was trained with {where}.{key}={saved[key]!r}, this recipe has {where}.{key}={mine[key]!r}; they must match"
+                )
     result = load_model_subset(step_dir, model=model, keep=_init_from_loads)
     groups: dict[str, int] = {}
     for key in result["loaded"]:
@@ -152,8 +161,15 @@ def init_from_run(model: VideoRecognizer, source: str | Path) -> dict:
         groups[part] = groups.get(part, 0) + 1
     head = sum(k.startswith("head.") for k in result["skipped"])
     text = len(result["skipped"]) - head
-    log.info("initialised from %s (step %s): loaded %s; kept as built: head (%d tensors, this run's %d classes), CLIP text side (%d tensors)",
-             step_dir, state.get("step"), ", ".join(f"{name} ({n} tensors)" for name, n in groups.items()), head, model.num_classes, text)
+    log.info(
+        "initialised from %s (step %s): loaded %s; kept as built: head (%d tensors, this run's %d classes), CLIP text side (%d tensors)",
+        step_dir,
+        state.get("step"),
+        ", ".join(f"{name} ({n} tensors)" for name, n in groups.items()),
+        head,
+        model.num_classes,
+        text,
+    )
     return result
 
 
@@ -168,7 +184,9 @@ def extract_lda_data(cfg: TrainConfig, records, num_classes: int, *, device: str
     """Frozen pretrained video embeddings (TAP) of up to ``lda_samples_per_class`` training videos per class."""
     backbone = ClipBackbone.from_pretrained(cfg.model.primary.model, device=device)
     picks = few_shot_indices([r.labels[0] for r in records], shots=cfg.model.lda_samples_per_class, seed=cfg.run.seed)
-    ds = VideoClipDataset([records[i] for i in picks], sampler=SamplerSpec(kind=cfg.data.sampler, frames=cfg.data.frames, stride=cfg.data.stride), clip=_clip_spec(cfg, backbone))
+    ds = VideoClipDataset(
+        [records[i] for i in picks], sampler=SamplerSpec(kind=cfg.data.sampler, frames=cfg.data.frames, stride=cfg.data.stride), clip=_clip_spec(cfg, backbone)
+    )
     feats, labels = [], []
     for batch in DataLoader(ds, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers, collate_fn=collate_skip_failed):
         if batch["inputs"] is None:
@@ -196,7 +214,9 @@ class _ClassTexts:
         return {k: v[classes.cpu()].to(device) for k, v in self.inputs.items()}
 
 
-def _loss(cfg: TrainConfig, train_model: torch.nn.Module, model: VideoRecognizer, inputs: dict, target: torch.Tensor, texts: _ClassTexts | None = None) -> torch.Tensor:
+def _loss(
+    cfg: TrainConfig, train_model: torch.nn.Module, model: VideoRecognizer, inputs: dict, target: torch.Tensor, texts: _ClassTexts | None = None
+) -> torch.Tensor:
     """CE on the frozen classifier (Eq. 3), or InfoNCE of each video against its class text (Eq. 2 / Alg. 1),
     with the text encoder offline (the frozen class embeddings) or online (re-encoded and trained each step).
 
@@ -343,8 +363,22 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None
                 _append_jsonl(metrics_path, row)
                 report(step, total_steps, row["loss"])
             last_of_epoch = micro >= batches_per_epoch
-            if dist.main and ((cfg.run.save_every_steps and step % cfg.run.save_every_steps == 0) or (not cfg.run.save_every_steps and last_of_epoch) or step >= total_steps):
-                save_checkpoint(out, model=model, optimizer=optimizer, scheduler=scheduler, sampler=sampler, step=step, epoch=epoch + (1 if last_of_epoch else 0), arch=arch, keep_last=cfg.run.keep_last, omit=frozen, extra={"class_names": class_names, "spec": model.spec.to_dict(), **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
+            if dist.main and (
+                (cfg.run.save_every_steps and step % cfg.run.save_every_steps == 0) or (not cfg.run.save_every_steps and last_of_epoch) or step >= total_steps
+            ):
+                save_checkpoint(
+                    out,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    sampler=sampler,
+                    step=step,
+                    epoch=epoch + (1 if last_of_epoch else 0),
+                    arch=arch,
+                    keep_last=cfg.run.keep_last,
+                    omit=frozen,
+                    extra={"class_names": class_names, "spec": model.spec.to_dict(), **({"grad_scaler": scaler.state_dict()} if scaler.is_enabled() else {})},
+                )
             if step >= total_steps:
                 break
         if texts is not None:  # the text tower moved: the classifier used for evaluation follows it
@@ -367,7 +401,18 @@ def _build_loaders(cfg: TrainConfig, dist: DistInfo, model: VideoRecognizer, rec
     if d.augment:
         from openvocab.data.augment import AugmentSpec, VideoAugment
 
-        augment = VideoAugment(AugmentSpec(size=clip.size, scale=tuple(d.crop_scale), flip_p=d.flip_p, gray_p=d.gray_p, randaugment_n=d.randaugment_n, randaugment_m=d.randaugment_m, mean=clip.mean, std=clip.std))
+        augment = VideoAugment(
+            AugmentSpec(
+                size=clip.size,
+                scale=tuple(d.crop_scale),
+                flip_p=d.flip_p,
+                gray_p=d.gray_p,
+                randaugment_n=d.randaugment_n,
+                randaugment_m=d.randaugment_m,
+                mean=clip.mean,
+                std=clip.std,
+            )
+        )
     train_spec = SamplerSpec(kind=d.sampler, frames=d.frames, stride=d.stride)  # type: ignore[arg-type]
     train_ds = VideoClipDataset(records, sampler=train_spec, clip=clip, train=True, augment=augment, seed=cfg.run.seed)
     sampler = ResumableDistributedSampler(len(train_ds), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.run.seed)

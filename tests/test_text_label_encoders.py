@@ -81,3 +81,33 @@ def test_one_prompt_resolver(tmp_path):
         else:
             with pytest.raises(InputError, match=fragment):
                 resolve_prompts(bad)
+
+
+def test_a_trainable_label_encoder_is_a_module_of_the_head_with_its_own_optimiser_group():
+    """A label encoder with parameters (e.g. a future LLM-guided one) lives in the head: it trains, is checkpointed
+    under ``head.label_encoder.*`` and gets its own AdamW group (lr ``optim.head_lr``)."""
+    from torch import nn
+
+    from openvocab.models.factory import RecognizerSpec, create_recognizer
+    from openvocab.train.config import load_config
+    from openvocab.train.trainer import _build_optimizer
+
+    class Learned(nn.Module):
+        fingerprint, prompt_key, open_vocabulary = "learned", "", True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = nn.Embedding(16, 64)
+
+        def encode(self, labels, *, progress=None):
+            return self.table(torch.tensor([hash(label) % 16 for label in labels]))
+
+    model = create_recognizer(RecognizerSpec.single(model="random:tiny", num_classes=2, classifier="orthogonal", train_backbone=False), class_names=["a", "b"])
+    model.head.label_encoder = Learned()
+    assert isinstance(model.head.label_encoder, LabelEncoder)
+    groups = model.parameter_groups()
+    assert [n for n, _ in groups["label_encoder"]] == ["head.label_encoder.table.weight"] and groups["backbone"] == []
+    assert "head.label_encoder.table.weight" in model.state_dict()
+    optimizer, _ = _build_optimizer(load_config(None, ["optim.head_lr=1e-3"]), model, total_steps=4, steps_per_epoch=2)
+    group = [g for g in optimizer.param_groups if g["group_name"].startswith("label_encoder")]
+    assert len(group) == 1 and group[0]["param_names"] == ["head.label_encoder.table.weight"] and group[0]["initial_lr"] == 1e-3

@@ -128,8 +128,9 @@ class ProgressBars:
 
 @contextlib.contextmanager
 def progress_bars(*, enabled: bool = True) -> Iterator[ProgressBars]:
-    """Transient bars on stderr (none when ``enabled`` is off); see :class:`ProgressBars`."""
-    if not enabled:
+    """Transient bars on stderr (none when ``enabled`` is off or stderr is not a terminal: logs and pipes get no bar
+    residue); see :class:`ProgressBars`."""
+    if not enabled or not sys.stderr.isatty():
         yield ProgressBars(None)
         return
     from rich.console import Console

@@ -134,3 +134,42 @@ def score_segments(
         pooled = torch.stack(rows) if rows else label_embeddings.new_zeros(0, label_embeddings.shape[-1])
     logits = similarity_logits(pooled, label_embeddings, logit_scale=logit_scale)
     return label_probabilities(logits, multi_label=multi_label, bias=bias, logit_scale=logit_scale), kept
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# MOV base / novel inference (MOV §3.3-3.4)
+# ---------------------------------------------------------------------------------------------------------------------
+#: MOV's temperatures (§3.4, Appendix A / Table 7): τ for the fused features (CLIP's default 0.01), a lower τ_v for the
+#: frozen video feature, whose distribution is otherwise much flatter than the fused flow/audio one.
+MOV_TAU = 0.01
+MOV_TAU_VIDEO = 0.003
+#: β of Eq. 12 (§4.2 "For novel classes, we set the weight β in Eq. 12 to 0.25").
+MOV_BETA = 0.25
+
+
+def mov_base_probabilities(fused_video: torch.Tensor, label_embeddings: torch.Tensor, *, tau: float = MOV_TAU) -> torch.Tensor:
+    """MOV Eq. 10: ``P(j) = softmax_j(sim(v_m, B_j) / τ)`` over base-class embeddings ``B`` ``(p, D)``; ``fused_video``
+    is the fused multimodal video feature ``v_m`` ``(..., D)``."""
+    return label_probabilities(similarity_logits(fused_video, label_embeddings, logit_scale=1.0 / tau))
+
+
+def mov_novel_probabilities(
+    fused_other: torch.Tensor,
+    frozen_video: torch.Tensor,
+    label_embeddings: torch.Tensor,
+    *,
+    tau_other: float = MOV_TAU,
+    tau_video: float = MOV_TAU_VIDEO,
+    beta: float = MOV_BETA,
+) -> torch.Tensor:
+    """MOV Eq. 11-12: ``P(j) = β·softmax_j(sim(x_m, N_j)/τ_x) + (1 − β)·softmax_j(sim(v, N_j)/τ_v)``.
+
+    ``fused_other`` is the fused flow or audio feature ``x_m`` ``(..., D)``; ``frozen_video`` the temporally averaged
+    feature of the FROZEN video backbone ``v`` ``(..., D)`` (not the trained ``v_m``: it keeps CLIP's generalisation);
+    ``label_embeddings`` the novel-class embeddings ``N`` ``(q, D)``. Rows sum to 1.
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta}")
+    p_other = label_probabilities(similarity_logits(fused_other, label_embeddings, logit_scale=1.0 / tau_other))
+    p_video = label_probabilities(similarity_logits(frozen_video, label_embeddings, logit_scale=1.0 / tau_video))
+    return beta * p_other + (1.0 - beta) * p_video

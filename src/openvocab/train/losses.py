@@ -23,7 +23,7 @@ from torch import Tensor
 
 from openvocab.scoring import similarity_logits
 
-__all__ = ["distributed_infonce", "frozen_classifier_ce", "gather_with_grad", "targets_from_labels"]
+__all__ = ["distributed_infonce", "frozen_classifier_ce", "gather_with_grad", "mov_loss", "targets_from_labels"]
 
 
 def frozen_classifier_ce(
@@ -55,6 +55,22 @@ def frozen_classifier_ce(
         raise ValueError(f"targets must be (B,) integer class indices, got {tuple(targets.shape)} {targets.dtype}")
     logits = similarity_logits(video_emb, classifier.detach(), logit_scale=logit_scale)  # the one scoring path
     return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+
+
+def mov_loss(fused_video: Tensor, fused_other: Tensor, classifier: Tensor, targets: Tensor, *, alpha: float = 0.5, tau: float = 0.01) -> Tensor:
+    """MOV Eq. 9: ``α·CE(sim(v_m, B)/τ, y) + (1 − α)·CE(sim(x_m, B)/τ, y)``.
+
+    ``fused_video`` is ``v_m`` and ``fused_other`` the fused flow or audio feature ``x_m`` (both ``(B, D)``), scored
+    against the frozen base-class text embeddings ``B`` ``(p, D)`` (detached, as in :func:`frozen_classifier_ce`) at
+    the temperature ``τ`` (CLIP's 0.01); ``α = 0.5`` (§4.2). Both terms are :func:`frozen_classifier_ce`, the one
+    scoring path.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    scale = 1.0 / tau
+    return alpha * frozen_classifier_ce(fused_video, classifier, targets, logit_scale=scale) + (1.0 - alpha) * frozen_classifier_ce(
+        fused_other, classifier, targets, logit_scale=scale
+    )
 
 
 def targets_from_labels(row_labels: Tensor, col_labels: Tensor | None = None) -> Tensor:

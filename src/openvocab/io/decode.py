@@ -31,7 +31,7 @@ __all__ = ["DecodedFrames", "VideoInfo", "VideoSource", "apply_rotation", "open_
 _MAX_BAD_PACKETS = 64  # give up on a stream after this many undecodable packets
 _TAIL_FRAMES = 8  # recent frames kept to stand in for frames a truncated stream lacks
 # FFmpeg demuxers that turn text files (.txt, .nfo, .asc, ...) into "video" by rendering the characters
-_TEXT_DEMUXERS = frozenset({"tty", "bintext", "xbin", "adf", "idf"})
+TEXT_DEMUXERS = frozenset({"tty", "bintext", "xbin", "adf", "idf"})
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def _open_container(path: str) -> av.container.InputContainer:
 
 
 def _video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
-    if _TEXT_DEMUXERS.intersection((container.format.name or "").split(",")):
+    if TEXT_DEMUXERS.intersection((container.format.name or "").split(",")):
         raise VideoDecodeError("not a video (a text file, which FFmpeg would draw as ANSI-art frames)", path=path)
     if not container.streams.video:
         what = "audio-only file?" if container.streams.audio else "truncated, or not a video?"

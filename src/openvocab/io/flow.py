@@ -28,7 +28,7 @@ well as any variant tried (lambda 0.1, epsilon 0.005, 3 scales, no median filter
 per-component correlation), at the lowest cost.
 
 cv2 (opencv-contrib-python-headless) is imported on first use, so importing this module (and listing
-:data:`FLOW_METHODS` for ``--help``) stays cheap.
+:data:`FLOW_METHODS`, which lives in :mod:`openvocab.io.choices` with the other input choices) stays cheap.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import numpy as np
 
 from openvocab.atomic import atomic_path
 from openvocab.errors import InputError
-from openvocab.registry import Registry
+from openvocab.io.choices import FLOW_METHODS
 
 __all__ = [
     "DIS_PRESET",
@@ -124,10 +124,6 @@ def _farneback() -> FlowFn:
 
 
 #: Optical-flow methods (``compute_flow(method=...)``); each builder returns ``f(prev_gray, next_gray) -> (H, W, 2)``.
-FLOW_METHODS = Registry("optical flow method")
-FLOW_METHODS.register("tvl1", _tvl1, help="Dual TV-L1, OpenCV defaults as in i3d/TSN, MOV; ~0.7 s per 224x224 pair on 2 CPU cores")
-FLOW_METHODS.register("dis", _dis, help="DIS, OpenCV medium preset; ~100x faster than tvl1, ~1.4 px from it on moving pixels")
-FLOW_METHODS.register("farneback", _farneback, help="Farneback, OpenCV tutorial settings; ~50x faster than tvl1, ~1.2 px from it on moving pixels")
 
 
 # --------------------------------------------------------------------------------------------------- flow

@@ -57,7 +57,7 @@ import av
 import numpy as np
 
 from openvocab.errors import InputError, VideoDecodeError
-from openvocab.io.decode import TEXT_DEMUXERS
+from openvocab.io.decode import TEXT_DEMUXERS, iter_decoded, open_container
 
 __all__ = [
     "AST_MAX_FRAMES",
@@ -118,7 +118,6 @@ MOV_FREQ_MASK = 48
 MOV_VIEWS = 12
 """MOV §4.2: "For audio, we use 12 temporal views without spatial cropping"."""
 
-_MAX_BAD_PACKETS = 64  # give up on an audio stream after this many undecodable packets
 _PADDING_S = 0.1  # decoded audio at most this much longer than the stream header says is codec padding: trimmed
 _FBANK_CHUNK = 4096  # frames per vectorised FFT block (bounds memory on hour-long tracks)
 
@@ -173,16 +172,7 @@ def _check_file(path: str | os.PathLike[str]) -> str:
 
 
 def _open(path: str) -> av.container.InputContainer:
-    try:
-        container = av.open(path, mode="r", metadata_errors="ignore")
-    except FileNotFoundError as exc:
-        raise InputError("no such file or directory", path=path) from exc
-    except PermissionError as exc:
-        raise InputError("permission denied", path=path) from exc
-    except av.error.InvalidDataError as exc:
-        raise VideoDecodeError("not a recognised audio or video file (FFmpeg found invalid data)", path=path) from exc
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise VideoDecodeError(f"cannot open as audio or video: {exc}", path=path) from exc
+    container = open_container(path, kind="audio or video")
     if TEXT_DEMUXERS.intersection((container.format.name or "").split(",")):
         container.close()
         raise VideoDecodeError("not audio or video (a text file)", path=path)
@@ -242,31 +232,17 @@ def load_audio(path: str | os.PathLike[str], *, sample_rate: int = SAMPLE_RATE, 
         resampler = av.AudioResampler(format="fltp", layout=None, rate=rate)
         chunks: list[np.ndarray] = []
         total = 0
-        bad = 0
         codec_name = stream.codec_context.name
         declared = None  # samples the header promises (codec end padding, e.g. AAC's last 1024-sample frame, is cut)
         if stream.duration and stream.time_base:
             declared = int(round(float(stream.duration * stream.time_base) * rate))
         try:
-            packets = container.demux(stream)
-            while limit is None or total < limit:
-                try:
-                    packet = next(packets)
-                except StopIteration:
+            for frame in iter_decoded(container, stream):
+                for out in resampler.resample(frame):
+                    chunks.append(_downmix(out))
+                    total += chunks[-1].shape[0]
+                if limit is not None and total >= limit:
                     break
-                except (av.FFmpegError, OSError):  # truncated/corrupt container: what was decoded so far is the track
-                    break
-                try:
-                    frames = packet.decode()
-                except (av.FFmpegError, OSError):
-                    bad += 1
-                    if bad > _MAX_BAD_PACKETS:
-                        break
-                    continue
-                for frame in frames:
-                    for out in resampler.resample(frame):
-                        chunks.append(_downmix(out))
-                        total += chunks[-1].shape[0]
             for out in resampler.resample(None):
                 chunks.append(_downmix(out))
         except (av.FFmpegError, OSError, ValueError) as exc:

@@ -118,7 +118,10 @@ class VideoSource:
 
 
 # --------------------------------------------------------------------------------------------------- files
-def _open_container(path: str) -> av.container.InputContainer:
+def open_container(path: str, *, kind: str = "video") -> av.container.InputContainer:
+    """``av.open`` with every failure as one line naming ``path``; ``kind`` names what was expected ("video",
+    "audio or video") in the messages. Text files FFmpeg would render as frames are checked by the callers."""
+    article = "an" if kind[:1] in "aeiou" else "a"
     try:
         return av.open(path, mode="r", metadata_errors="ignore")
     except FileNotFoundError as exc:
@@ -128,9 +131,9 @@ def _open_container(path: str) -> av.container.InputContainer:
     except IsADirectoryError as exc:
         raise InputError("is a directory without frame images", path=path) from exc
     except av.error.InvalidDataError as exc:
-        raise VideoDecodeError("not a recognised video file (FFmpeg found invalid data)", path=path) from exc
+        raise VideoDecodeError(f"not a recognised {kind} file (FFmpeg found invalid data)", path=path) from exc
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise VideoDecodeError(f"cannot open as a video: {exc}", path=path) from exc
+        raise VideoDecodeError(f"cannot open as {article} {kind}: {exc}", path=path) from exc
 
 
 def _video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
@@ -142,17 +145,19 @@ def _video_stream(container: av.container.InputContainer, path: str) -> av.video
     return container.streams.video[0]
 
 
-def _iter_decoded(container: av.container.InputContainer, stream: av.video.stream.VideoStream):
-    """Decoded frames of ``stream`` in presentation order; stops quietly at truncation or persistent errors."""
-    stream.thread_type = "AUTO"
+def iter_decoded(container: av.container.InputContainer, stream: av.stream.Stream):
+    """Decoded frames of ``stream`` (video or audio) in order; stops quietly at truncation (what was decoded so far is
+    the stream; the decoder is then drained) or after ``_MAX_BAD_PACKETS`` undecodable packets."""
+    if stream.type == "video":
+        stream.thread_type = "AUTO"
     bad = 0
     packets = container.demux(stream)
     while True:
         try:
             packet = next(packets)
-        except StopIteration:
+        except StopIteration:  # the demuxer's final empty packet has already flushed the decoder
             return
-        except (av.FFmpegError, OSError):  # truncated/corrupt container: what was decoded so far is the video
+        except (av.FFmpegError, OSError):  # truncated/corrupt container: what was decoded so far is the stream
             break
         try:
             frames = packet.decode()
@@ -162,14 +167,14 @@ def _iter_decoded(container: av.container.InputContainer, stream: av.video.strea
                 return
             continue
         yield from frames
-    try:  # drain frames the decoder still holds (B-frame reordering / frame threads)
+    try:  # drain frames the decoder still holds (B-frame reordering / frame threads / audio delay)
         yield from stream.codec_context.decode(None)
     except (av.FFmpegError, OSError):
         return
 
 
 def _count_packets(path: str) -> int:
-    with _open_container(path) as container:
+    with open_container(path) as container:
         stream = _video_stream(container, path)
         count = 0
         try:
@@ -193,7 +198,7 @@ class _FileSource(VideoSource):
 
     def __init__(self, path: str) -> None:
         self.path = path
-        with _open_container(path) as container:
+        with open_container(path) as container:
             stream = _video_stream(container, path)
             has_audio = bool(container.streams.audio)
             header_frames = int(stream.frames or 0)
@@ -206,7 +211,7 @@ class _FileSource(VideoSource):
             self._start = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
             fps = _rate(stream)
             first = None
-            for frame in _iter_decoded(container, stream):
+            for frame in iter_decoded(container, stream):
                 first = frame
                 break
             if first is None:
@@ -249,9 +254,9 @@ class _FileSource(VideoSource):
         got: dict[int, tuple[np.ndarray, float]] = {}
         tail: deque[tuple[int, av.VideoFrame]] = deque(maxlen=min(len(wanted), _TAIL_FRAMES))
         decoded = 0
-        with _open_container(self.path) as container:
+        with open_container(self.path) as container:
             stream = _video_stream(container, self.path)
-            for i, frame in enumerate(_iter_decoded(container, stream)):
+            for i, frame in enumerate(iter_decoded(container, stream)):
                 decoded = i + 1
                 if i in wanted:
                     got[i] = (self._convert(frame, size), self._time(frame, i))

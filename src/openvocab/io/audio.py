@@ -51,13 +51,12 @@ import functools
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import av
 import numpy as np
 
 from openvocab.errors import InputError, VideoDecodeError
-from openvocab.io.decode import TEXT_DEMUXERS, iter_decoded, open_container
+from openvocab.io.decode import TEXT_DEMUXERS, check_media_file, iter_decoded, open_container
 
 __all__ = [
     "AST_MAX_FRAMES",
@@ -154,20 +153,7 @@ class AudioClip:
 # --------------------------------------------------------------------------------------------------- decoding
 def _check_file(path: str | os.PathLike[str]) -> str:
     text = os.fspath(path)
-    if "://" in text:  # URL or FFmpeg protocol: let FFmpeg judge it
-        return text
-    p = Path(text)
-    try:
-        if not p.exists():
-            raise InputError("no such file or directory", path=text)
-        if p.is_dir():
-            raise InputError("is a directory, not an audio or video file", path=text)
-        if not p.is_file():
-            raise InputError("not a regular file", path=text)
-        if p.stat().st_size == 0:
-            raise VideoDecodeError("empty file (0 bytes)", path=text)
-    except OSError as exc:
-        raise InputError(f"cannot access: {exc.strerror or exc}", path=text) from exc
+    check_media_file(text, directory="is a directory, not an audio or video file")
     return text
 
 

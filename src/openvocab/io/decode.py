@@ -350,19 +350,33 @@ def open_video(path: str | os.PathLike[str], *, fps_for_frame_folders: float = 3
         raise InputError(f"fps_for_frame_folders must be positive, got {fps_for_frame_folders!r}")
     if "://" in text:  # URL or FFmpeg protocol: let FFmpeg judge it
         return _FileSource(text)
+    try:
+        is_dir = Path(text).is_dir()
+    except OSError as exc:
+        raise InputError(f"cannot access: {exc.strerror or exc}", path=text) from exc
+    if is_dir:
+        return _FolderSource(text, float(fps_for_frame_folders))
+    check_media_file(text)
+    return _FileSource(text)
+
+
+def check_media_file(text: str, *, directory: str = "is a directory") -> None:
+    """One-line errors for a path that cannot be a media file: missing, a directory (``directory`` says why that is
+    wrong here), not a regular file, empty. URLs and FFmpeg protocols (``scheme://``) are left to FFmpeg."""
+    if "://" in text:
+        return
     p = Path(text)
     try:
-        if p.is_dir():
-            return _FolderSource(text, float(fps_for_frame_folders))
         if not p.exists():
             raise InputError("no such file or directory", path=text)
+        if p.is_dir():
+            raise InputError(directory, path=text)
         if not p.is_file():
             raise InputError("not a regular file", path=text)
         if p.stat().st_size == 0:
             raise VideoDecodeError("empty file (0 bytes)", path=text)
     except OSError as exc:
         raise InputError(f"cannot access: {exc.strerror or exc}", path=text) from exc
-    return _FileSource(text)
 
 
 def probe_video(path: str | os.PathLike[str], *, fps_for_frame_folders: float = 30.0) -> VideoInfo:

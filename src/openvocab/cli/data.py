@@ -1,4 +1,4 @@
-"""``openvocab data ...``: generate the synthetic benchmark and check dataset manifests.
+"""``openvocab data ...``: generate the synthetic benchmark, write base/novel splits and check dataset manifests.
 
 Registered by :mod:`openvocab.cli` as ``app.add_typer(data_app, name="data")``. User-caused failures print one line
 (``error: ...``) and exit 2 (also when ``data_app`` runs on its own); ``check`` exits 1 when rows were skipped.
@@ -19,7 +19,7 @@ from openvocab.errors import InputError, OpenVocabError
 data_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
-    help="Datasets: generate the synthetic shapes/colours/motions/tones benchmark, check manifests.\n\n"
+    help="Datasets: generate the synthetic shapes/colours/motions/tones benchmark, split classes into base/novel, check manifests.\n\n"
     "Example: openvocab data synth /tmp/synth --label-factors motion --clips-per-class 20",
 )
 
@@ -101,13 +101,70 @@ def synth(
     )
 
 
+@data_app.command("split")
+def split_command(
+    train: Path = typer.Argument(..., help="Training data: a manifest, Kinetics CSV, VGGSound CSV, UCF101/HMDB51 split folder or ActivityNet JSON."),
+    test: Path = typer.Argument(..., help="Test (or validation) data in the same format (VGGSound: the same CSV; its test rows are used)."),
+    out: Path = typer.Argument(..., help="Output folder: classes.txt, base_classes.txt, novel_classes.txt, train.csv, test.csv, novel_test.csv, splits.json."),
+    novel: Optional[int] = typer.Option(None, "--novel", help="Number of novel classes (MOV §4.1: 300 of Kinetics-700, 155 of VGGSound)."),
+    novel_fraction: Optional[float] = typer.Option(None, "--novel-fraction", help="Fraction of novel classes instead of --novel, e.g. 0.5."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same split."),
+    data_format: str = typer.Option("manifest", "--format", help="manifest, kinetics, vggsound, ucf101, hmdb51 or activitynet."),
+    root: Optional[Path] = typer.Option(None, "--root", "--video-root", help="Video folder (needed by every format but manifest)."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Fixed vocabulary file (manifest, kinetics, vggsound, activitynet)."),
+    split: int = typer.Option(1, "--split", help="UCF101/HMDB51 split number."),
+    show: int = typer.Option(20, "--show", help="How many skipped rows to list."),
+) -> None:
+    """Split a dataset's classes into base and novel (MOV §4.1) and write the benchmark as manifests. Example:
+
+    openvocab data split vggsound.csv vggsound.csv splits/vggsound --format vggsound --root vggsound/video --novel 155
+
+    train.csv holds the train rows of base classes, test.csv / novel_test.csv the test rows of base / novel classes
+    (the same layout as 'openvocab data synth'); read them with 'openvocab evaluate OUT/novel_test.csv --classes
+    OUT/novel_classes.txt' or a recipe's data.train / data.val.
+    """
+    try:
+        from openvocab.data.splits import write_base_novel_split
+        from openvocab.train.config import DataConfig, _choices
+        from openvocab.train.data_setup import read_split
+
+        formats = _choices()[("data", "format")]
+        if data_format not in formats:
+            raise InputError(f"--format must be one of {', '.join(formats)}, got '{data_format}'")
+        where = DataConfig(
+            format=data_format, train=str(train), val=str(test), root=str(root) if root else None,
+            classes=str(classes) if classes else None, split=split,
+        )  # fmt: skip
+        manifests = {which: read_split(where, which) for which in ("train", "val")}
+        for manifest in manifests.values():
+            for problem in manifest.problems[: max(show, 0)]:
+                print_error(f"skipped: {problem}")
+            if len(manifest.problems) > show > 0:
+                print_error(f"... and {len(manifest.problems) - show} more in {manifest.source}")
+            manifest.require_nonempty()
+        meta = write_base_novel_split(
+            manifests["train"], manifests["val"], out, novel=novel, novel_fraction=novel_fraction, seed=seed,
+            sources={"format": data_format, "train_path": train.absolute(), "test_path": test.absolute(), "root": root.absolute() if root else None},
+        )  # fmt: skip
+    except OpenVocabError as exc:
+        print_error(f"error: {exc}")
+        raise typer.Exit(2) from None
+    counts, sizes = meta["counts"], meta["num_classes"]
+    skipped = sum(meta["skipped_rows"].values())
+    print(
+        f"wrote a base/novel split of {sizes['all']} classes ({sizes['base']} base, {sizes['novel']} novel, seed {seed}) to {out}: "
+        f"train {counts['train']}, test {counts['test']}, novel_test {counts['novel_test']}"
+        + (f"; {skipped} row{'s' if skipped != 1 else ''} skipped" if skipped else "")
+    )
+
+
 @data_app.command("check")
 def check(
-    path: Path = typer.Argument(..., help="Manifest (.csv/.jsonl), Kinetics CSV, or UCF101/HMDB51 split folder."),
-    kind: str = typer.Option("manifest", "--kind", help="manifest, kinetics, ucf101, hmdb51 or activitynet."),
+    path: Path = typer.Argument(..., help="Manifest (.csv/.jsonl), Kinetics or VGGSound CSV, or UCF101/HMDB51 split folder."),
+    kind: str = typer.Option("manifest", "--kind", help="manifest, kinetics, vggsound, ucf101, hmdb51 or activitynet."),
     video_root: Optional[Path] = typer.Option(None, "--video-root", "--root", help="Folder the video paths are relative to (manifest default: its folder)."),
-    classes: Optional[Path] = typer.Option(None, "--classes", help="Fixed vocabulary file (manifest, kinetics): other labels are problems."),
-    split: Optional[str] = typer.Option(None, "--split", help="Kinetics: split column value; UCF101/HMDB51: 1, 2 or 3."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Fixed vocabulary file (manifest, kinetics, vggsound): other labels are problems."),
+    split: Optional[str] = typer.Option(None, "--split", help="Kinetics: split column value; VGGSound: train or test; UCF101/HMDB51: 1, 2 or 3."),
     subset: str = typer.Option("train", "--subset", help="UCF101/HMDB51: train or test."),
     no_check_files: bool = typer.Option(False, "--no-check-files", help="Do not look for the video files."),
     show: int = typer.Option(20, "--show", help="How many skipped rows to list."),
@@ -116,16 +173,18 @@ def check(
 
     openvocab data check ucfTrainTestlist --kind ucf101 --video-root UCF-101 --split 1 --subset test
     """
-    from openvocab.data import read_activitynet, read_hmdb51, read_kinetics_csv, read_manifest, read_ucf101
+    from openvocab.data import read_activitynet, read_hmdb51, read_kinetics_csv, read_manifest, read_ucf101, read_vggsound_csv
 
     check_files = not no_check_files
     try:
         if kind == "manifest":
             manifest = read_manifest(path, root=video_root, classes=classes, check_files=check_files)
-        elif kind in ("kinetics", "ucf101", "hmdb51", "activitynet") and video_root is None:
+        elif kind in ("kinetics", "vggsound", "ucf101", "hmdb51", "activitynet") and video_root is None:
             raise InputError(f"--kind {kind} needs --video-root")
         elif kind == "kinetics":
             manifest = read_kinetics_csv(path, video_root=video_root, split=split, classes=classes, check_files=check_files)
+        elif kind == "vggsound":
+            manifest = read_vggsound_csv(path, root=video_root, split=split, classes=classes, check_files=check_files)
         elif kind in ("ucf101", "hmdb51"):
             if split is not None and not split.isdigit():
                 raise InputError(f"--split for {kind} must be 1, 2 or 3, got '{split}'")
@@ -135,7 +194,7 @@ def check(
             anet_subset = {"train": "training", "test": "validation", "val": "validation"}.get(subset, subset)
             manifest = read_activitynet(path, video_root=video_root, subset=anet_subset, classes=classes, check_files=check_files)  # type: ignore[arg-type]
         else:
-            raise InputError(f"--kind must be manifest, kinetics, ucf101, hmdb51 or activitynet, got '{kind}'")
+            raise InputError(f"--kind must be manifest, kinetics, vggsound, ucf101, hmdb51 or activitynet, got '{kind}'")
     except OpenVocabError as exc:
         print_error(f"error: {exc}")
         raise typer.Exit(2) from None

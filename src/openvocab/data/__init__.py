@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from openvocab.data.activitynet import read_activitynet
 from openvocab.data.manifests import Manifest, RowProblem, VideoRecord, base_novel_split, read_manifest
 from openvocab.data.official import read_hmdb51, read_kinetics_csv, read_ucf101
+from openvocab.data.vggsound import read_vggsound_csv
 
 if TYPE_CHECKING:  # pragma: no cover
     from openvocab.data.synth import SynthSpec, generate
@@ -33,6 +34,7 @@ __all__ = [
     "read_kinetics_csv",
     "read_manifest",
     "read_ucf101",
+    "read_vggsound_csv",
 ]
 
 

@@ -9,7 +9,8 @@ in :mod:`openvocab.data.records`).
 Readers: :func:`read_manifest` for openvocab's generic CSV / JSONL format (also what :mod:`openvocab.data.synth`
 writes), and, re-exported from :mod:`openvocab.data.official`, :func:`read_kinetics_csv`, :func:`read_ucf101` and
 :func:`read_hmdb51` for the official layouts, and, from :mod:`openvocab.data.activitynet`, :func:`read_activitynet`
-for ActivityNet v1.3's annotation JSON. A folder of frame images counts as a video wherever a path is expected.
+for ActivityNet v1.3's annotation JSON, and, from :mod:`openvocab.data.vggsound`,
+:func:`read_vggsound_csv` for VGGSound's CSV. A folder of frame images counts as a video wherever a path is expected.
 :func:`base_novel_split` splits a vocabulary into base and novel classes.
 """
 
@@ -44,6 +45,7 @@ from openvocab.data.records import (
     resolve_vocabulary,
     split_labels,
 )
+from openvocab.data.vggsound import read_vggsound_csv
 from openvocab.errors import InputError
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "read_kinetics_csv",
     "read_manifest",
     "read_ucf101",
+    "read_vggsound_csv",
 ]
 
 _PATH_COLUMNS = ("path", "video", "video_path", "file", "filename")

@@ -1,4 +1,5 @@
-"""Evaluation plots: confusion matrices and the inter-class correlation map of a classifier (Text4Vis Fig. 1/A.5).
+"""Evaluation plots: confusion matrices, the inter-class correlation map of a classifier (Text4Vis Fig. 1/A.5) and
+per-class accuracy gains of one run over another (MOV Fig. 3, :func:`plot_class_gains`).
 
 Text4Vis visualises the correlation between the rows of an offline classifier (textual embeddings, LDA, random
 normal/orthogonal matrices) as the cosine similarity of its L2-normalised class vectors; :func:`class_correlation`
@@ -19,7 +20,7 @@ from openvocab.atomic import atomic_path
 from openvocab.errors import InputError
 from openvocab.eval.metrics import as_numpy
 
-__all__ = ["class_correlation", "plot_class_correlation", "plot_confusion_matrix"]
+__all__ = ["class_correlation", "plot_class_correlation", "plot_class_gains", "plot_confusion_matrix"]
 
 
 def class_correlation(embeddings) -> np.ndarray:
@@ -150,3 +151,37 @@ def plot_class_correlation(embeddings, class_names: Sequence[str], path: str | o
     return _heatmap(
         corr, names[:k], path, title=title, cbar_label="cosine similarity", xlabel="class", ylabel="class", vmin=-1.0, vmax=1.0, cmap="RdBu_r", annotate=False
     )
+
+
+def plot_class_gains(gains: Sequence[Sequence], path: str | os.PathLike, *, top: int = 20, title: str | None = None) -> Path:
+    """Draw per-class accuracy gains (MOV Fig. 3) as horizontal bars to a PNG: the ``top`` classes with the largest
+    gains (green, largest at the top) above the ``top`` with the largest losses (red), in accuracy points (%).
+
+    ``gains``: ``(class, acc_ours, acc_baseline, gain)`` rows with fractions, as
+    :func:`openvocab.eval.compare.class_gains` returns. MOV shows the top 20 of each side. Classes with no change
+    are not drawn; with none changed the chart says so.
+    """
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise InputError(f"top must be a positive integer, got {top!r}")
+    rows = [(str(g[0]), 100.0 * float(g[3])) for g in gains]
+    better = sorted((r for r in rows if r[1] > 0), key=lambda r: (-r[1], r[0]))[:top]
+    worse = sorted((r for r in rows if r[1] < 0), key=lambda r: (r[1], r[0]))[:top]
+    shown = better + worse[::-1]  # top to bottom: largest gain ... smallest gain, smallest loss ... largest loss
+    fig = _figure(7.0)
+    fig.set_size_inches(7.0, max(2.5, 0.26 * len(shown) + 1.2))
+    ax = fig.add_subplot(1, 1, 1)
+    if shown:
+        positions = list(range(len(shown)))[::-1]
+        values = [v for _, v in shown]
+        ax.barh(positions, values, color=["#2a9d3f" if v > 0 else "#d1495b" for v in values], height=0.75)
+        ax.set_yticks(positions)
+        ax.set_yticklabels([name for name, _ in shown], fontsize=8)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_ylim(-0.75, len(shown) - 0.25)
+    else:
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no class changed accuracy", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("accuracy gain (percentage points)")
+    ax.set_title(title or f"Per-class accuracy gain: top {len(better)} gains and top {len(worse)} losses of {len(rows)} classes")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)

@@ -12,6 +12,7 @@ from openvocab.data.manifests import (
     read_kinetics_csv,
     read_manifest,
     read_ucf101,
+    read_vggsound_csv,
 )
 from openvocab.errors import InputError
 from openvocab.train.config import DataConfig
@@ -41,7 +42,9 @@ def read_split(data: DataConfig, which: str) -> Manifest:
         subset = "training" if which == "train" else "validation"
         mode = "videos" if which == "val" and data.val_mode == "videos" else "segments"
         return read_activitynet(source, video_root=data.root, subset=subset, mode=mode, classes=data.classes)
-    raise InputError(f"unknown data.format '{fmt}' (manifest, kinetics, ucf101, hmdb51, activitynet)")
+    if fmt == "vggsound":  # one CSV holds both splits (and defines the whole vocabulary): train rows / test rows
+        return read_vggsound_csv(source, root=data.root, split="train" if which == "train" else "test", classes=data.classes)
+    raise InputError(f"unknown data.format '{fmt}' (manifest, kinetics, ucf101, hmdb51, activitynet, vggsound)")
 
 
 def load_splits(data: DataConfig, *, log_problems: bool = True) -> tuple[Manifest, Manifest | None]:

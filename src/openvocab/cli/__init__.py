@@ -4,6 +4,7 @@
 - :mod:`~openvocab.cli.labels` -- ``labels add|list|export|remove|clear`` (the label bank);
 - :mod:`~openvocab.cli.model` -- ``model create|export|convert|info``;
 - :mod:`~openvocab.cli.data` -- ``data synth|check``;
+- :mod:`~openvocab.cli.flow` -- ``flow extract`` (precomputed optical flow, MOV §4.1);
 - :mod:`~openvocab.cli.train`, :mod:`~openvocab.cli.evaluate`, :mod:`~openvocab.cli.features` -- ``train``,
   ``evaluate``, ``features extract|train-head``;
 - :mod:`~openvocab.cli.common` -- shared options, logging, output, progress bars and :func:`run_app`.
@@ -24,6 +25,7 @@ from openvocab.cli import train as _train
 from openvocab.cli.common import run_app
 from openvocab.cli.data import data_app
 from openvocab.cli.features import features_app
+from openvocab.cli.flow import flow_app
 from openvocab.cli.labels import labels_app
 from openvocab.cli.model import model_app
 
@@ -43,6 +45,7 @@ app.add_typer(data_app, name="data", help="Datasets: synthetic benchmark, manife
 app.command(context_settings=_train.CONTEXT_SETTINGS)(_train.train)
 app.command()(_evaluate.evaluate)
 app.add_typer(features_app, name="features")
+app.add_typer(flow_app, name="flow", help="Optical flow: precompute the flow of a dataset's videos (MOV §4.1).")
 
 
 def main() -> None:

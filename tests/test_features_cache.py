@@ -70,7 +70,7 @@ def test_extraction_resumes_where_it_stopped(colour_synth, backbone, tmp_path, m
     monkeypatch.setattr(cache_mod, "save_file", crash_on_second_shard)
     with pytest.raises(KeyboardInterrupt):
         extract_features(backbone=backbone, records=m.records, classes=m.classes, out_dir=out, sampler=spec, shard_size=5, workers=0)
-    assert sorted(p.name for p in out.iterdir()) == ["shard_00000.safetensors"], "no partial shard, no index yet"
+    assert sorted(p.name for p in out.iterdir()) == ["extraction.json", "shard_00000.safetensors"], "no partial shard, no index yet"
     monkeypatch.setattr(cache_mod, "save_file", lambda t, p: (calls.append(p), original(t, p)))
     info = extract_features(backbone=backbone, records=m.records, classes=m.classes, out_dir=out, sampler=spec, shard_size=5, workers=0)
     assert len(calls) == 2 + len(info.shards) - 1, "the finished shard is not extracted again"

@@ -106,3 +106,14 @@ def _isolated_caches(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: two OpenMP threads on a shared, busy machine spin far longer than they compute (measured 25x)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

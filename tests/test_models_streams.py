@@ -137,8 +137,8 @@ def test_stream_inputs_are_checked_and_fusions_refuse_what_they_cannot_combine()
     )
     with pytest.raises(ValueError, match="identity"):
         create_recognizer(spec)
-    with pytest.raises(InputError, match="input modality 'flow'"):
-        create_recognizer(RecognizerSpec(streams={"flow": StreamSpec(model="random:tiny", input="flow")}))
+    with pytest.raises(InputError, match="input modality 'depth'"):
+        create_recognizer(RecognizerSpec(streams={"depth": StreamSpec(model="random:tiny", input="depth")}))
     model = create_recognizer(RecognizerSpec.zero_shot("random:tiny"))
     with pytest.raises(InputError, match="needs the 'rgb' input"):
         model.frame_features({"audio": torch.zeros(1, 2, 3, 224, 224)})

@@ -10,10 +10,11 @@ Use :func:`openvocab.load` to build a :class:`VideoClassifier` over any recognis
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
@@ -22,11 +23,12 @@ import torch
 
 from openvocab.errors import InputError, OpenVocabError
 from openvocab.io.decode import DecodedFrames, VideoInfo, open_video
+from openvocab.io.modalities import AudioInput, audio_eval_tensor, check_modalities, flow_images, load_waveform, read_with_flow_pairs
 from openvocab.io.sampling import SamplerSpec, parse_views, sample_indices
 from openvocab.io.transforms import preprocess_frames
 from openvocab.models.recognizer import VideoRecognizer
 from openvocab.results import TIMELINE_NOTE, ClipResult, LabelScore, SegmentResult
-from openvocab.scoring import score_segments, score_views
+from openvocab.scoring import MOV_BETA, MOV_TAU_VIDEO, mov_probabilities, score_segments, score_views
 from openvocab.text.label_bank import LabelBank
 from openvocab.text.prompts import clean_labels
 
@@ -46,11 +48,27 @@ class EncodedLabels:
 @dataclass
 class VideoEmbedding:
     """Frame embeddings of one video: ``(crops, temporal_views, T, D)`` plus the time of every sampled frame (with
-    several streams, their features side by side along ``D``, see :meth:`VideoClassifier.pool`)."""
+    several streams, their features side by side along ``D``, see :meth:`VideoClassifier.pool`). ``streams``: the
+    streams whose inputs the video had; ``missing``: modality -> why it was not used."""
 
     frames: torch.Tensor
     times_s: torch.Tensor  # (temporal_views, T)
     info: VideoInfo
+    streams: list[str] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DecodedVideo:
+    """One decoded video: sampled frames ``(V·T, H, W, 3)``, their indices ``(V, T)``, and the flow images / audio of
+    a recogniser with those streams (``missing``: modality -> why it could not be made)."""
+
+    decoded: DecodedFrames
+    indices: np.ndarray
+    info: VideoInfo
+    flow: np.ndarray | None = None
+    audio: AudioInput | None = None
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 class _ArraySource:
@@ -84,12 +102,33 @@ class VideoClassifier:
     With ``views="1x1"`` the clip scores of a trained run equal ``softmax(recognizer(pixels))``.
     """
 
-    def __init__(self, *, recognizer: VideoRecognizer, label_bank: LabelBank | None = None, frame_batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        recognizer: VideoRecognizer,
+        label_bank: LabelBank | None = None,
+        frame_batch_size: int = 64,
+        modalities: str | Sequence[str] | None = None,
+        mov_beta: float = MOV_BETA,
+        mov_tau_video: float = MOV_TAU_VIDEO,
+    ) -> None:
         if not getattr(recognizer.head, "scores_by_similarity", False):
             raise _unscorable(recognizer.spec.classifier, getattr(recognizer, "source", ""))
         self.recognizer = recognizer.eval()
         self.label_bank = label_bank
         self.frame_batch_size = frame_batch_size
+        self.inputs = recognizer.spec.input_settings()
+        if modalities is not None:
+            text = modalities if isinstance(modalities, str) else ",".join(modalities)
+            chosen = check_modalities(text, self.inputs.modalities)
+            if chosen != self.inputs.modalities and not (recognizer.fused_outputs and recognizer.primary_stream.spec.input in chosen):
+                raise InputError(
+                    f"--modalities {text}: this model fuses {', '.join(self.inputs.modalities)} and needs all of them"
+                    + (f" (a MOV run can drop its flow / audio stream, not {recognizer.primary_stream.spec.input})" if recognizer.fused_outputs else "")
+                )
+            self.inputs = self.inputs.restricted(chosen)
+        self.mov_beta = float(mov_beta)
+        self.mov_tau_video = float(mov_tau_video)
         backbone = recognizer.backbone
         if backbone.random_weights and not getattr(recognizer, "trained", False):
             log.warning("%s has RANDOM weights (an architecture-exact test model): its scores are meaningless", backbone.source)
@@ -140,52 +179,90 @@ class VideoClassifier:
             return _ArraySource(video, fps=fps)
         return open_video(video)
 
-    def _decode(self, video: VideoInput, sampler: SamplerSpec, fps: float) -> tuple[DecodedFrames, np.ndarray, VideoInfo]:
+    def _read(self, source, indices: np.ndarray, short_side: int) -> tuple[DecodedFrames, object]:
+        """The sampled frames, and a source over them plus the successors flow needs (decoded in the same pass)."""
+        if self.inputs.needs_flow and source.info.num_frames >= 2:
+            return read_with_flow_pairs(source, indices, max_short_side=short_side)
+        return source.read(indices.reshape(-1).tolist(), max_short_side=short_side), source
+
+    def _decode(self, video: VideoInput, sampler: SamplerSpec, fps: float) -> DecodedVideo:
+        """Decode + sample (and, for flow / audio streams, make their inputs: this runs ahead in a thread)."""
         source = self._source(video, fps)
         declared = source.info.num_frames
         short_side = self.backbone.image_spec.resize_short_side
         indices = sample_indices(sampler, declared)  # (V, T)
-        decoded = source.read(indices.reshape(-1).tolist(), max_short_side=short_side)
+        decoded, pairs = self._read(source, indices, short_side)
         if source.info.num_frames < declared:  # the header over-counted (a truncated file): sample the true length
             indices = sample_indices(sampler, source.info.num_frames)
-            decoded = source.read(indices.reshape(-1).tolist(), max_short_side=short_side)
-        return decoded, indices, source.info
+            decoded, pairs = self._read(source, indices, short_side)
+        out = DecodedVideo(decoded=decoded, indices=indices, info=source.info)
+        if self.inputs.needs_flow:
+            if source.info.num_frames < 2:
+                out.missing["flow"] = "a one-frame video has no frame pair for optical flow"
+            else:
+                out.flow = flow_images(pairs, indices.reshape(-1), method=self.inputs.flow_method, size=decoded.frames.shape[1:3])
+        if self.inputs.needs_audio:
+            audio = load_waveform(video, seconds=self.inputs.audio_seconds) if not isinstance(video, np.ndarray) else None
+            if audio is not None and audio.present:
+                out.audio = audio
+            else:
+                out.missing["audio"] = audio.problem if audio is not None else "a frame array has no audio"
+        return out
 
     @torch.inference_mode()
-    def _embed_decoded(self, decoded: DecodedFrames, indices: np.ndarray, info: VideoInfo, sampler: SamplerSpec) -> VideoEmbedding:
+    def _embed_decoded(self, d: DecodedVideo, sampler: SamplerSpec) -> VideoEmbedding:
         spec = self.backbone.image_spec
-        pixels = preprocess_frames(
-            decoded.frames, size=spec.size, crops=sampler.spatial_crops, mean=spec.mean, std=spec.std, resize_short_side=spec.resize_short_side
-        )
-        emb = self._frame_features(pixels.reshape(-1, indices.shape[-1], *pixels.shape[2:]))  # (C*V, T, D)
-        emb = emb.reshape(sampler.spatial_crops, *indices.shape, -1)
-        times = torch.as_tensor(decoded.timestamps_s, dtype=torch.float64).reshape(indices.shape)
-        return VideoEmbedding(frames=emb, times_s=times, info=info)
+        crops, (views, t) = sampler.spatial_crops, d.indices.shape
+        inputs: dict[str, torch.Tensor] = {}
+        for key, images in (("rgb", d.decoded.frames), ("flow", d.flow)):
+            if images is not None and key in self.inputs.modalities:
+                pixels = preprocess_frames(images, size=spec.size, crops=crops, mean=spec.mean, std=spec.std, resize_short_side=spec.resize_short_side)
+                inputs[key] = pixels.reshape(-1, t, *pixels.shape[2:])  # (C*V, T, 3, S, S)
+        if d.audio is not None:
+            a = audio_eval_tensor(d.audio, temporal_views=views, crops=crops, seconds=self.inputs.audio_seconds)
+            inputs["audio"] = a.reshape(-1, *a.shape[2:])  # (C*V, 1, 3, 128, F)
+        streams = [n for n, s in self.recognizer.streams.items() if s.spec.input in inputs]
+        emb = self._frame_features(inputs, streams, frames=t)
+        emb = emb.reshape(crops, views, t, -1)
+        times = torch.as_tensor(d.decoded.timestamps_s, dtype=torch.float64).reshape(d.indices.shape)
+        return VideoEmbedding(frames=emb, times_s=times, info=d.info, streams=streams, missing=dict(d.missing))
 
-    def _frame_features(self, views: torch.Tensor) -> torch.Tensor:
-        """``(views, T, 3, S, S) -> (views, T, ΣD_s)`` float32 CPU frame features of every stream side by side,
-        whole views per call (``frame_batch_size`` frames at most, at least one view)."""
-        step = max(1, self.frame_batch_size // views.shape[1])
+    def _frame_features(self, views: dict[str, torch.Tensor], streams: list[str], *, frames: int) -> torch.Tensor:
+        """``{modality: (views, T, ...)}`` -> ``(views, T, ΣD_s)`` float32 CPU frame features of ``streams`` side by
+        side, whole views per call (``frame_batch_size`` frames at most, at least one view). A one-image stream
+        (audio: one spectrogram per view) is repeated over the view's ``T`` frames: MOV's fusion attends to identical
+        tokens exactly as to one, so the fused outputs are unchanged, and segments pool it like any frame."""
+        step = max(1, self.frame_batch_size // frames)
         device = self._device
+        count = next(iter(views.values())).shape[0]
         chunks = []
-        for i in range(0, views.shape[0], step):
-            feats = self.recognizer.frame_features({"rgb": views[i : i + step].to(device)})
-            chunks.append(torch.cat([f.float().cpu() for f in feats.values()], dim=-1))
+        for i in range(0, count, step):
+            parts = []
+            for name in streams:
+                stream = self.recognizer.streams[name]
+                f = stream.frame_features(views[stream.spec.input][i : i + step].to(device)).float().cpu()
+                parts.append(f.expand(-1, frames, -1) if f.shape[1] == 1 and frames > 1 else f)
+            chunks.append(torch.cat(parts, dim=-1))
         return torch.cat(chunks)
 
     @torch.inference_mode()
-    def pool(self, frames: torch.Tensor) -> torch.Tensor:
-        """``(..., T, ΣD_s) -> (..., D')``: split into streams, then the recogniser's temporal modules, fusion and
-        head projection (:meth:`VideoRecognizer.embed_frames`)."""
-        widths = [stream.dim for stream in self.recognizer.streams.values()]
-        parts = torch.split(frames.to(self._device).float(), widths, dim=-1)
-        video = self.recognizer.embed_frames(dict(zip(self.recognizer.streams.keys(), parts)))
-        return video.float().cpu()
+    def pool(self, frames: torch.Tensor, streams: Sequence[str] | None = None) -> torch.Tensor:
+        """``(..., T, ΣD_s) -> (..., D')``: split into ``streams`` (default: all), then the recogniser's temporal
+        modules, fusion and head projection (:meth:`VideoRecognizer.embed_frames`; a MOV run gives ``(..., 3, D')``).
+        A MOV run without its flow / audio input pools the RGB stream alone: TAP of the frozen video features (the
+        fallback of :mod:`openvocab.io.modalities`)."""
+        rec = self.recognizer
+        names = list(streams) if streams is not None else list(rec.streams)
+        parts = torch.split(frames.to(self._device).float(), [rec.streams[n].dim for n in names], dim=-1)
+        by_name = dict(zip(names, parts))
+        if rec.fused_outputs and len(names) < len(rec.streams):
+            return rec.head.embed(by_name[rec.spec.primary].mean(dim=-2)).float().cpu()
+        return rec.embed_frames(by_name).float().cpu()
 
     def embed_video(self, video: VideoInput, *, sampler: SamplerSpec | None = None, fps: float = 25.0) -> VideoEmbedding:
         """Decode, sample, preprocess and encode one video (a path or an ``(N, H, W, 3)`` uint8 array)."""
         sampler = sampler or SamplerSpec()
-        return self._embed_decoded(*self._decode(video, sampler, fps), sampler)
+        return self._embed_decoded(self._decode(video, sampler, fps), sampler)
 
     # ------------------------------------------------------------------ the main job
     def classify(
@@ -222,6 +299,8 @@ class VideoClassifier:
             raise ValueError("on_error must be 'raise' or 'skip'")
         if top_k < 1:
             raise InputError(f"--top-k must be >= 1, got {top_k}")
+        if multi_label and self.recognizer.fused_outputs:
+            raise InputError("a MOV run scores single-label probabilities (Eq. 10-12); drop --multi-label")
         temporal, crops = parse_views(views)
         spec = SamplerSpec(kind=sampler, frames=frames, stride=stride, temporal_views=temporal, spatial_crops=crops)  # type: ignore[arg-type]
         label_list, warnings = clean_labels(labels)  # their warnings go into every result's ``warnings``
@@ -239,8 +318,7 @@ class VideoClassifier:
                     futures.append(pool.submit(self._decode, items[i + 1], spec, fps))
                 name = "<array>" if isinstance(video, np.ndarray) else str(video)
                 try:
-                    decoded, indices, info = futures[i].result()
-                    emb = self._embed_decoded(decoded, indices, info, spec)
+                    emb = self._embed_decoded(futures[i].result(), spec)
                     result = self._score(
                         emb,
                         name,
@@ -278,7 +356,9 @@ class VideoClassifier:
         threshold: float,
         n_segments: int,
     ) -> ClipResult:
-        probs = score_views(emb.frames, label_emb, logit_scale=scale, multi_label=multi_label, pool=self.pool)
+        pool = functools.partial(self.pool, streams=emb.streams)
+        rule, probabilities, notes = self._rule(labels, emb, name)
+        probs = score_views(emb.frames, label_emb, logit_scale=scale, multi_label=multi_label, pool=pool, probabilities=probabilities)
         k = min(top_k, len(labels))
         ranked = _ranked(probs, labels, k)
         if multi_label:
@@ -287,13 +367,14 @@ class VideoClassifier:
         else:
             predicted = [ranked[0].label]
         segs: list[SegmentResult] = []
-        notes: list[str] = []
         duration = emb.info.duration_s if emb.info.duration_s > 0 else float(emb.times_s.max()) + 1.0 / max(emb.info.fps, 1e-6)
         if n_segments > 0:
             frame_emb = emb.frames.mean(dim=0).reshape(-1, emb.frames.shape[-1])  # crops averaged: (V*T, D)
             times = emb.times_s.reshape(-1).float()
             bounds = torch.linspace(0.0, duration, n_segments + 1)
-            seg_probs, kept = score_segments(frame_emb, times, label_emb, boundaries=bounds, logit_scale=scale, multi_label=multi_label, pool=self.pool)
+            seg_probs, kept = score_segments(
+                frame_emb, times, label_emb, boundaries=bounds, logit_scale=scale, multi_label=multi_label, pool=pool, probabilities=probabilities
+            )
             for row, s in zip(seg_probs, kept.tolist()):
                 segs.append(SegmentResult(start_s=float(bounds[s]), end_s=float(bounds[s + 1]), labels=_ranked(row, labels, k)))
             if len(segs) < n_segments:
@@ -312,8 +393,38 @@ class VideoClassifier:
             duration_s=float(duration),
             frames_sampled=int(emb.frames.shape[1] * emb.frames.shape[2]),
             views=spec.views,
+            modalities=[self.recognizer.streams[n].spec.input for n in emb.streams],
+            scoring=rule,
             warnings=notes,
         )
+
+    def _rule(self, labels: list[str], emb: VideoEmbedding, name: str) -> tuple[str | None, Callable | None, list[str]]:
+        """MOV's inference rule for this label list and video: ``(name, per-view probabilities, notes)``.
+
+        Labels all in the run's training vocabulary -> base classes, Eq. 10 (score fusion: both streams' probabilities
+        averaged, Table 5); any other label -> the novel-class rule over the whole list, Eq. 11-12 (it mixes the fused
+        flow/audio feature at ``τ`` with the frozen video feature at ``τ_v``, which keeps CLIP's generalisation). A
+        video without the flow / audio input -> zero-shot CLIP on the frozen video feature. Other recognisers: one
+        rule (``None``)."""
+        rec = self.recognizer
+        if not rec.fused_outputs:
+            return None, None, []
+        tau = 1.0 / rec.logit_scale
+        if len(emb.streams) < len(rec.streams):
+            why = "; ".join(emb.missing.values()) or "not requested (--modalities)"
+            return "video only: zero-shot CLIP on the frozen video feature", None, [f"{name}: scored from the video alone ({why})"]
+        trained = {_norm(c) for c in rec.class_names}
+        if trained and all(_norm(label) in trained for label in labels):
+            kind = "base-mean" if rec.fusion.base_rule == "mean" else "base"
+            title = "base classes: MOV Eq. 10" if kind == "base" else "base classes: score fusion (MOV Table 5)"
+        else:
+            kind, title = "novel", f"novel classes: MOV Eq. 11-12 (beta {self.mov_beta:g}, tau_v {self.mov_tau_video:g})"
+        rule = functools.partial(mov_probabilities, rule=kind, tau=tau, tau_video=self.mov_tau_video, beta=self.mov_beta)
+        return title, rule, []
+
+
+def _norm(label: str) -> str:
+    return " ".join(str(label).lower().split())
 
 
 def _ranked(probs: torch.Tensor, labels: list[str], k: int) -> list[LabelScore]:
@@ -336,6 +447,7 @@ def load(
     label_bank: str | Path | bool | None = True,
     prompts: str | None = None,
     template: str | None = None,
+    modalities: str | Sequence[str] | None = None,
 ) -> VideoClassifier:
     """Load a classifier: ``openvocab.load("openai/clip-vit-base-patch32")``, a local model directory,
     ``random:ARCH``, or a training run directory of ``openvocab train`` (``config.yaml`` + checkpoints: the run's
@@ -346,6 +458,8 @@ def load(
     that file, ``False``/``None`` disables caching. ``prompts``: ``"ensemble"`` (CLIP's 28 Kinetics templates),
     ``"single"`` (one ``template``), ``"classname"``, or a path to a templates file; ``None`` (default) means
     ``"ensemble"`` for a CLIP model and the run's own prompt set (``model.prompts`` / ``model.template``) for a run.
+    ``modalities``: the inputs to use, e.g. ``"rgb,audio"`` (default: every stream the model has; a MOV run may
+    drop its flow / audio stream and then scores from the video alone).
     """
     from openvocab.models.factory import is_run_dir, load_recognizer, run_spec
 
@@ -361,4 +475,4 @@ def load(
         if kind == "linear":  # refuse before building the model
             raise _unscorable(kind, Path(model).expanduser())
     recognizer = load_recognizer(model, device=device, dtype=dtype, prompts=prompts, template=template)
-    return VideoClassifier(recognizer=recognizer, label_bank=bank)
+    return VideoClassifier(recognizer=recognizer, label_bank=bank, modalities=modalities)

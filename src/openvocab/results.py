@@ -33,6 +33,8 @@ class SegmentResult:
 class ClipResult:
     """The result for one video.
 
+    ``modalities`` lists the inputs used (``rgb``; a MOV run's ``flow`` / ``audio`` when the video has them) and
+    ``scoring`` names the probability rule when the recogniser has several (MOV's base / novel inference).
     ``labels`` holds the ``top_k`` best labels, best first. ``predicted`` is what applies: the top label for
     single-label scoring, every label whose score reaches ``threshold`` for multi-label scoring. ``error`` is set
     (and everything else empty) when the video could not be classified.
@@ -47,6 +49,8 @@ class ClipResult:
     duration_s: float = 0.0
     frames_sampled: int = 0
     views: str = "1x1"
+    modalities: list[str] = field(default_factory=lambda: ["rgb"])  # the inputs the scores came from
+    scoring: str | None = None  # the rule, for recognisers with several (MOV: base Eq. 10, novel Eq. 11-12, video only)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
 

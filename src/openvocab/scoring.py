@@ -20,8 +20,11 @@ from collections.abc import Callable
 
 import torch
 
-#: A temporal pooling: ``(..., T, D) -> (..., D)`` (TAP, or a trained run's temporal module + projection).
+#: A temporal pooling: ``(..., T, D) -> (..., D)`` (TAP, or a trained run's temporal module + projection; a MOV run's
+#: gives ``(..., 3, D)``, see :func:`mov_probabilities`).
 Pool = Callable[[torch.Tensor], torch.Tensor]
+#: Probabilities of pooled views: ``(N, *E) pooled, (L, D) labels -> (N, L)``; default: softmax/sigmoid of scaled cosines.
+Probabilities = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 DEFAULT_MULTI_LABEL_COSINE_OFFSET = 0.25
 
@@ -87,6 +90,7 @@ def score_views(
     multi_label: bool = False,
     bias: float | None = None,
     pool: Pool | None = None,
+    probabilities: Probabilities | None = None,
 ) -> torch.Tensor:
     """Clip-level scores from per-view frame embeddings.
 
@@ -94,10 +98,13 @@ def score_views(
     scored, turned into probabilities, and the probabilities are averaged over all ``crops × temporal_views`` views.
     ``pool`` maps ``(..., T, D) -> (..., D)`` (a trained run's temporal module, see
     :mod:`openvocab.classifier`); its output may live in another width than the frames (a head's projection).
-    Returns ``(L,)``.
+    ``probabilities`` replaces the per-view softmax/sigmoid (MOV's Eq. 10-12, :func:`mov_probabilities`); the views'
+    probabilities are averaged either way. Returns ``(L,)``.
     """
-    clip_embeddings = temporal_average(view_frame_embeddings, dim=-2) if pool is None else pool(view_frame_embeddings)  # (C, V, D)
-    flat = clip_embeddings.reshape(-1, clip_embeddings.shape[-1])  # (C*V, D): every view
+    clip_embeddings = temporal_average(view_frame_embeddings, dim=-2) if pool is None else pool(view_frame_embeddings)  # (C, V, *E)
+    flat = clip_embeddings.reshape(-1, *clip_embeddings.shape[2:])  # (C*V, *E): every view
+    if probabilities is not None:
+        return average_views(probabilities(flat, label_embeddings), dim=0)
     return clip_scores(flat, label_embeddings, logit_scale=logit_scale, multi_label=multi_label, bias=bias)
 
 
@@ -111,6 +118,7 @@ def score_segments(
     multi_label: bool = False,
     bias: float | None = None,
     pool: Pool | None = None,
+    probabilities: Probabilities | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-segment scores: a timeline of which label where.
 
@@ -118,7 +126,7 @@ def score_segments(
     ascending seconds. Segment ``k`` pools (TAP) the frames with ``boundaries[k] <= t < boundaries[k+1]`` (the last
     segment includes its end). Returns ``(scores (K', L), kept segment indices (K',))`` -- segments that received
     no sampled frame are left out. With ``pool`` (``(..., T, D) -> (..., D)``, e.g. a T-Trans) each segment's
-    frames are put in time order and pooled by it, one segment per call.
+    frames are put in time order and pooled by it, one segment per call. ``probabilities`` as in :func:`score_views`.
     """
     k = boundaries.numel() - 1
     seg = torch.bucketize(frame_times.contiguous(), boundaries[1:-1].contiguous(), right=True).clamp_(0, k - 1)
@@ -131,7 +139,11 @@ def score_segments(
             idx = torch.nonzero(seg == s).flatten()
             idx = idx[torch.argsort(frame_times[idx], stable=True)]
             rows.append(pool(frame_embeddings[idx]))
-        pooled = torch.stack(rows) if rows else label_embeddings.new_zeros(0, label_embeddings.shape[-1])
+        if not rows:
+            return label_embeddings.new_zeros(0, label_embeddings.shape[0]), kept
+        pooled = torch.stack(rows)
+    if probabilities is not None:
+        return probabilities(pooled, label_embeddings), kept
     logits = similarity_logits(pooled, label_embeddings, logit_scale=logit_scale)
     return label_probabilities(logits, multi_label=multi_label, bias=bias, logit_scale=logit_scale), kept
 
@@ -173,3 +185,37 @@ def mov_novel_probabilities(
     p_other = label_probabilities(similarity_logits(fused_other, label_embeddings, logit_scale=1.0 / tau_other))
     p_video = label_probabilities(similarity_logits(frozen_video, label_embeddings, logit_scale=1.0 / tau_video))
     return beta * p_other + (1.0 - beta) * p_video
+
+
+#: The MOV probability rules (:func:`mov_probabilities`).
+MOV_RULES = ("base", "base-mean", "novel", "video")
+
+
+def mov_probabilities(
+    stacked: torch.Tensor,
+    label_embeddings: torch.Tensor,
+    *,
+    rule: str,
+    tau: float = MOV_TAU,
+    tau_video: float = MOV_TAU_VIDEO,
+    beta: float = MOV_BETA,
+) -> torch.Tensor:
+    """Probabilities of MOV outputs packed as ``(..., 3, D)`` = ``(v_m, x_m, v)`` (``MovOutputs.stack``).
+
+    ``rule``: ``"base"`` -- Eq. 10 on ``v_m``; ``"base-mean"`` -- Table 5's score fusion, the mean of Eq. 10 on
+    ``v_m`` and on ``x_m`` (both at ``τ``); ``"novel"`` -- Eq. 11-12; ``"video"`` -- the frozen video feature alone at
+    ``τ`` -- zero-shot CLIP on the frozen video feature, a MOV run's fallback for a video without the other modality
+    (the ranking of Eq. 12 with ``β = 0``; at CLIP's own temperature, not the sharper ``τ_v`` tuned for mixing). Returns ``(..., L)``.
+    """
+    if stacked.shape[-2] != 3:
+        raise ValueError(f"MOV outputs are packed as (..., 3, D), got {tuple(stacked.shape)}")
+    fused_video, fused_other, frozen = stacked[..., 0, :], stacked[..., 1, :], stacked[..., 2, :]
+    if rule == "base":
+        return mov_base_probabilities(fused_video, label_embeddings, tau=tau)
+    if rule == "base-mean":
+        return 0.5 * (mov_base_probabilities(fused_video, label_embeddings, tau=tau) + mov_base_probabilities(fused_other, label_embeddings, tau=tau))
+    if rule == "novel":
+        return mov_novel_probabilities(fused_other, frozen, label_embeddings, tau_other=tau, tau_video=tau_video, beta=beta)
+    if rule == "video":
+        return mov_base_probabilities(frozen, label_embeddings, tau=tau)
+    raise ValueError(f"unknown MOV rule '{rule}' ({', '.join(MOV_RULES)})")

@@ -60,6 +60,11 @@ def classify(
     template: TemplateOption = None,
     label_bank: LabelBankOption = None,
     no_label_bank: bool = typer.Option(False, "--no-label-bank", help="Do not cache label embeddings."),
+    modalities: Optional[str] = typer.Option(
+        None,
+        "--modalities",
+        help="Inputs to use, e.g. rgb,audio (default: every stream of the model). A MOV run computes flow and audio from the video file; without them it scores from the video alone.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, no warnings."),
 ) -> None:
     """Rank LABELS for each video. Example:
@@ -67,6 +72,8 @@ def classify(
     openvocab classify clips/ --labels 'playing guitar, yoga, dog barking' --model /models/clip-vit-b-32 --views 4x3 --format json
 
     openvocab classify clip.mp4 --labels 'red circle, blue square' --model runs/synth_tiny
+
+    openvocab classify clip.mp4 --labels 'dog barking, playing drums' --model runs/mov_vggsound --modalities rgb,audio
     """
     setup_logging(quiet)
     if fmt not in {"table", "json", "csv"}:
@@ -83,7 +90,7 @@ def classify(
     import openvocab
     from openvocab.results import render_table, to_csv, to_json
 
-    clf = openvocab.load(model, device=device, label_bank=label_bank_arg(label_bank, no_label_bank), prompts=prompts, template=template)
+    clf = openvocab.load(model, device=device, label_bank=label_bank_arg(label_bank, no_label_bank), prompts=prompts, template=template, modalities=modalities)
     kwargs = dict(
         frames=frames,
         sampler=sampler,

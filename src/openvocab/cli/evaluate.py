@@ -30,7 +30,7 @@ def evaluate(
         None, "--recipe", help="YAML with an 'evaluate:' mapping of these options (e.g. configs/text4vis/table4_*.yaml); options given on the command line win."
     ),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="A CLIP model (zero-shot) or a training run directory."),
-    data_format: str = typer.Option("manifest", "--format", help="manifest, kinetics, ucf101, hmdb51 or activitynet."),
+    data_format: str = typer.Option("manifest", "--format", help="manifest, kinetics, ucf101, hmdb51, activitynet or vggsound (its CSV's test rows)."),
     root: Optional[Path] = typer.Option(None, "--root", help="Video folder (Kinetics/UCF101/HMDB51/ActivityNet, or relative manifest paths)."),
     classes: Optional[Path] = typer.Option(None, "--classes", help="Fixed vocabulary file."),
     split: int = typer.Option(1, "--split", help="UCF101/HMDB51 split number (the test list is used)."),
@@ -39,7 +39,19 @@ def evaluate(
         "--val-mode",
         help="ActivityNet validation: segments (the trimmed annotation windows) or videos (whole untrimmed videos with all their labels, scored multi-label; Text4Vis Table 2).",
     ),
-    protocol: str = typer.Option("full", "--protocol", help="full, half (half the classes x --trials, Text4Vis UCF*/HMDB*) or k600."),
+    protocol: str = typer.Option(
+        "full", "--protocol", help="full, half (half the classes x --trials, Text4Vis UCF*/HMDB*), k600, or base-novel (MOV Tables 1-3, with --novel-data)."
+    ),
+    novel_data: Optional[Path] = typer.Option(
+        None,
+        "--novel-data",
+        help="base-novel: the novel-class test videos (same --format/--root); DATA holds the base-class ones. Reports base, novel and harmonic mean.",
+    ),
+    flow_cache: Optional[Path] = typer.Option(
+        None, "--flow-cache", help="MOV runs: the `openvocab flow extract` folder (flow is computed where it has no entry)."
+    ),
+    mov_beta: Optional[float] = typer.Option(None, "--mov-beta", help="MOV runs: beta of Eq. 12 (default 0.25)."),
+    mov_tau_video: Optional[float] = typer.Option(None, "--mov-tau-video", help="MOV runs: tau_v of Eq. 11 (default 0.003; Table 7 ablates it)."),
     trials: int = typer.Option(10, "--trials"),
     seed: int = typer.Option(0, "--seed"),
     split_files: Optional[list[Path]] = typer.Option(None, "--split-files", help="k600: the three files of 160 class names."),
@@ -55,6 +67,12 @@ def evaluate(
     predictions: Optional[Path] = typer.Option(
         None, "--predictions", help="Also write one CSV row per scored video: path, true labels, predicted label, score."
     ),
+    baseline: Optional[Path] = typer.Option(
+        None,
+        "--baseline",
+        help="A baseline's predictions CSV (from --predictions) on the same videos: add per-class accuracy gains (MOV Fig. 3) to the result.",
+    ),
+    gain_plot: Optional[Path] = typer.Option(None, "--gain-plot", help="With --baseline: draw the classes with the largest gains and losses to this PNG."),
 ) -> None:
     """Evaluate zero-shot CLIP or a trained run on a labelled dataset. Example (Text4Vis Table 4, UCF*):
 
@@ -62,9 +80,16 @@ def evaluate(
 
     or, one command per Table 4 row: openvocab evaluate --recipe configs/text4vis/table4_ucf101_half.yaml
 
+    MOV base / novel / harmonic mean (Tables 1-3): openvocab evaluate splits/k700/test.csv --classes
+    splits/k700/base_classes.txt --novel-data splits/k700/novel_test.csv --protocol base-novel --model runs/mov_k700
+
     The full protocol reports top-1, top-5, mean-class accuracy and mAP (ActivityNet's metric). Untrimmed
     ActivityNet validation videos (Table 2): openvocab evaluate activity_net.v1-3.min.json --format activitynet
     --root videos --val-mode videos --frames 16 --model runs/text4vis/table2_anet_vitl14_f16
+
+    Per-class gains over a baseline (MOV Fig. 3): evaluate the baseline with --predictions clip.csv, then
+    openvocab evaluate split/novel_test.csv --classes split/novel_classes.txt --model runs/mov --baseline clip.csv
+    --gain-plot gains.png
     """
     setup_logging(False)
     opts = {
@@ -76,6 +101,10 @@ def evaluate(
         "split": split,
         "val_mode": val_mode,
         "protocol": protocol,
+        "novel_data": novel_data,
+        "flow_cache": flow_cache,
+        "mov_beta": mov_beta,
+        "mov_tau_video": mov_tau_video,
         "trials": trials,
         "seed": seed,
         "split_files": split_files or [],
@@ -115,12 +144,27 @@ def evaluate(
         classes=str(opts["classes"]) if opts["classes"] else None,
         split=int(opts["split"]),
     )
+    if gain_plot is not None and baseline is None:
+        raise InputError("--gain-plot needs --baseline (the predictions CSV to compare against)")
+    if baseline is not None:  # refuse a bad baseline before the (long) evaluation
+        from openvocab.eval.compare import read_predictions
+
+        read_predictions(baseline)
     m = read_split(where, "val")  # UCF101/HMDB51: the split's test list; ActivityNet: validation (segments or videos)
     for problem in m.problems[:20]:
         print_error(f"warning: {problem}")
     m.require_nonempty()
+    novel = None
+    if opts["novel_data"] is not None:
+        from dataclasses import replace
+
+        novel = read_split(replace(where, train=str(opts["novel_data"]), val=str(opts["novel_data"]), classes=None), "val")
+        for problem in novel.problems[:20]:
+            print_error(f"warning: {problem}")
+        novel.require_nonempty()
     t, c = parse_views(opts["views"])
     spec = SamplerSpec(kind=opts["sampler"], frames=opts["frames"], stride=opts["stride"], temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
+    scored = predictions if predictions is not None or baseline is None else _scratch_predictions()  # --baseline compares these
     result = run_evaluation(
         model_source=str(opts["model"]),
         manifest=m,
@@ -133,6 +177,25 @@ def evaluate(
         workers=opts["workers"],
         device=opts["device"],
         plots=plots,
-        predictions=predictions,
+        predictions=scored,
+        novel_manifest=novel,
+        flow_cache=str(opts["flow_cache"]) if opts["flow_cache"] else None,
+        mov_beta=opts["mov_beta"],
+        mov_tau_video=opts["mov_tau_video"],
     )
+    if baseline is not None:
+        from openvocab.eval.compare import gain_report
+
+        result["class_gains"] = gain_report(scored, baseline, plot=gain_plot)  # improved, worse, mean_gain, plot, ...
     write_output(json.dumps(result, indent=2), output)
+
+
+def _scratch_predictions() -> Path:
+    """A temporary predictions CSV for --baseline without --predictions (removed when the process exits)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="openvocab-predictions-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return Path(folder) / "predictions.csv"

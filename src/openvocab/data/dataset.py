@@ -1,10 +1,13 @@
 """Torch datasets over manifests: the same decoding, sampling and preprocessing as ``openvocab classify``.
 
-Items carry ``inputs``, a mapping modality -> tensor (``{"rgb": ...}`` today), the recogniser's input contract.
+Items carry ``inputs``, a mapping modality -> tensor (``rgb``, and ``flow`` / ``audio`` for MOV recognisers: the
+modalities of :class:`~openvocab.io.modalities.InputSettings`), the recogniser's input contract.
 
 * training items: one clip of ``T`` frames sampled in train mode (random frame per TSN segment, or a random dense
-  clip), augmented identically across frames (Text4Vis Table A.3) -> ``(T, 3, S, S)``;
-* evaluation items: test-mode sampling with ``temporal_views × spatial_crops`` views -> ``(C, V, T, 3, S, S)``.
+  clip), augmented identically across frames (Text4Vis Table A.3) -> ``(T, 3, S, S)``; flow images of the same
+  frames with the same crop and flip; audio: a random 8 s spectrogram with SpecAugment -> ``(1, 3, 128, 800)``;
+* evaluation items: test-mode sampling with ``temporal_views × spatial_crops`` views -> ``(C, V, T, 3, S, S)``
+  (flow the same; audio ``(C, V, 1, 3, 128, 800)``, one window per temporal view; :mod:`openvocab.io.modalities`).
 
 Randomness is a pure function of ``(seed, epoch, index)``, so a resumed run sees exactly the clips and
 augmentations the uninterrupted run would have seen, whatever the number of DataLoader workers. A file that fails
@@ -23,6 +26,7 @@ from torch.utils.data import Dataset
 from openvocab.data.manifests import VideoRecord
 from openvocab.errors import OpenVocabError
 from openvocab.io.decode import open_video
+from openvocab.io.modalities import InputSettings
 from openvocab.io.sampling import SamplerSpec, sample_indices
 from openvocab.io.transforms import ImageSpec, preprocess_frames
 
@@ -54,8 +58,10 @@ class VideoClipDataset(Dataset):
         seed: int = 0,
         multi_label: bool = False,
         num_classes: int | None = None,
+        inputs: InputSettings = InputSettings(),
     ) -> None:
         self.records = list(records)
+        self.inputs = inputs
         self.sampler = sampler
         self.clip = clip
         self.train = train
@@ -95,29 +101,62 @@ class VideoClipDataset(Dataset):
             indices = sample_indices(one_view, count, train=True, rng=rng) + first
         else:
             indices = sample_indices(self.sampler, count) + first
-        flat = indices.reshape(-1).tolist()
+        flat = indices.reshape(-1)
+        settings = self.inputs
         # decode a bit larger than the crop when augmenting, so RandomResizedCrop has pixels to zoom into
         short = self.clip.resize_short_side if not self.train else max(self.clip.resize_short_side, int(self.clip.size * 1.15))
-        decoded = source.read(flat, max_short_side=short)
+        if settings.needs_flow:
+            from openvocab.io.modalities import read_with_flow_pairs
+
+            decoded, decoded_source = read_with_flow_pairs(source, flat, max_short_side=short)
+        else:
+            decoded = source.read(flat.tolist(), max_short_side=short)
+        c = self.clip
+        out: dict[str, torch.Tensor] = {}
+        flow = self._flow_images(decoded_source, flat, record, decoded.frames.shape[1:3]) if settings.needs_flow else None
         if self.train:
             if self.augment is not None:
+                from openvocab.data.augment import to_channels_first
+
                 gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-                pixels = self.augment(torch.from_numpy(decoded.frames), generator=gen)
+                frames = to_channels_first(torch.from_numpy(decoded.frames))
+                params = self.augment.sample(int(frames.shape[2]), int(frames.shape[3]), generator=gen)
+                if "rgb" in settings.modalities:
+                    out["rgb"] = self.augment.apply(frames, params)
+                if flow is not None:
+                    from openvocab.io.modalities import flow_train_tensor
+
+                    out["flow"] = flow_train_tensor(flow, augment=self.augment, params=params)
             else:
-                pixels = preprocess_frames(
-                    decoded.frames, size=self.clip.size, crops=1, mean=self.clip.mean, std=self.clip.std, resize_short_side=self.clip.resize_short_side
-                )[0]
+                for key, images in (("rgb", decoded.frames), ("flow", flow)):
+                    if key in settings.modalities:
+                        out[key] = preprocess_frames(images, size=c.size, crops=1, mean=c.mean, std=c.std, resize_short_side=c.resize_short_side)[0]
+            if settings.needs_audio:
+                from openvocab.io.modalities import audio_train_tensor
+
+                out["audio"] = audio_train_tensor(self._audio(record), rng=rng, seconds=settings.audio_seconds)
         else:
-            pixels = preprocess_frames(
-                decoded.frames,
-                size=self.clip.size,
-                crops=self.sampler.spatial_crops,
-                mean=self.clip.mean,
-                std=self.clip.std,
-                resize_short_side=self.clip.resize_short_side,
-            )
-            pixels = pixels.reshape(self.sampler.spatial_crops, *indices.shape, *pixels.shape[2:])
-        return {"inputs": {"rgb": pixels}, "target": self._target(record), "index": index}
+            crops = self.sampler.spatial_crops
+            for key, images in (("rgb", decoded.frames), ("flow", flow)):
+                if key in settings.modalities:
+                    pixels = preprocess_frames(images, size=c.size, crops=crops, mean=c.mean, std=c.std, resize_short_side=c.resize_short_side)
+                    out[key] = pixels.reshape(crops, *indices.shape, *pixels.shape[2:])
+            if settings.needs_audio:
+                from openvocab.io.modalities import audio_eval_tensor
+
+                out["audio"] = audio_eval_tensor(self._audio(record), temporal_views=indices.shape[0], crops=crops, seconds=settings.audio_seconds)
+        return {"inputs": out, "target": self._target(record), "index": index}
+
+    def _flow_images(self, source, flat: np.ndarray, record: VideoRecord, size) -> np.ndarray:
+        from openvocab.io.modalities import flow_images
+
+        s = self.inputs
+        return flow_images(source, flat, method=s.flow_method, cache_dir=s.flow_cache, path=str(record.path), size=tuple(size))
+
+    def _audio(self, record: VideoRecord):
+        from openvocab.io.modalities import load_waveform
+
+        return load_waveform(record.path, start_s=record.start_s, end_s=record.end_s, seconds=self.inputs.audio_seconds)
 
 
 def collate_skip_failed(items: list) -> dict:

@@ -20,7 +20,7 @@ Spread convention: ``std`` is the POPULATION standard deviation over trials/spli
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -116,12 +116,18 @@ class NovelSplitsResult:
         return asdict(self)
 
 
-def _inputs(video_embeddings, targets, class_embeddings) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+#: Clip scores of per-view video embeddings against class embeddings: ``(N, views, *E), (C, D) -> (N, C)``.
+Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _inputs(video_embeddings, targets, class_embeddings, *, packed: bool = False) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
     v = torch.as_tensor(as_numpy(video_embeddings, name="video embeddings"), dtype=torch.float32)
     c = torch.as_tensor(as_numpy(class_embeddings, name="class embeddings"), dtype=torch.float32)
     if v.ndim == 2:
         v = v[:, None]  # one view
-    if v.ndim != 3 or c.ndim != 2 or v.shape[-1] != c.shape[1]:
+    if packed and v.ndim == 4:  # a custom score's packed embeddings (N, views, K, D), e.g. MOV's three
+        pass
+    elif v.ndim != 3 or c.ndim != 2 or v.shape[-1] != c.shape[1]:
         raise InputError(f"need video embeddings (N, D) or (N, views, D) and class embeddings (C, D), got {tuple(v.shape)} and {tuple(c.shape)}")
     y = as_numpy(targets, name="targets")
     if y.ndim != 1 or y.shape[0] != v.shape[0]:
@@ -134,15 +140,19 @@ def _inputs(video_embeddings, targets, class_embeddings) -> tuple[torch.Tensor, 
     return v, y, c
 
 
-def _evaluate_subset(v: torch.Tensor, y: np.ndarray, c: torch.Tensor, classes: np.ndarray, *, logit_scale: float) -> tuple[dict[int, float], float, int]:
-    """Accuracy of the videos of ``classes`` classified among ``classes`` only."""
+def _evaluate_subset(
+    v: torch.Tensor, y: np.ndarray, c: torch.Tensor, classes: np.ndarray, *, logit_scale: float, score: Score | None = None
+) -> tuple[dict[int, float], float, int]:
+    """Accuracy of the videos of ``classes`` classified among ``classes`` only (``score``: another scoring rule than
+    :func:`~openvocab.scoring.clip_scores`, e.g. MOV's Eq. 10-12)."""
     remap = np.full(c.shape[0], -1, dtype=np.int64)
     remap[classes] = np.arange(classes.size)
     keep = remap[y] >= 0
     n = int(keep.sum())
     if n == 0:
         return {1: float("nan"), 5: float("nan")}, float("nan"), 0
-    scores = clip_scores(v[torch.from_numpy(keep)], c[torch.from_numpy(classes)], logit_scale=logit_scale)
+    vk, ck = v[torch.from_numpy(keep)], c[torch.from_numpy(classes)]
+    scores = clip_scores(vk, ck, logit_scale=logit_scale) if score is None else score(vk, ck)
     sub_targets = remap[y[keep]]
     return topk_accuracy(scores, sub_targets, ks=(1, 5)), mean_class_accuracy(scores, sub_targets), n
 
@@ -152,16 +162,24 @@ def _spread(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=0))
 
 
-def full_protocol(video_embeddings, targets, class_embeddings, *, logit_scale: float = DEFAULT_LOGIT_SCALE) -> ProtocolResult:
+def full_protocol(video_embeddings, targets, class_embeddings, *, logit_scale: float = DEFAULT_LOGIT_SCALE, score: Score | None = None) -> ProtocolResult:
     """Text4Vis §4.2 zero-shot protocol 2: every video, classified among all ``C`` classes."""
-    v, y, c = _inputs(video_embeddings, targets, class_embeddings)
+    v, y, c = _inputs(video_embeddings, targets, class_embeddings, packed=score is not None)
     all_classes = np.arange(c.shape[0])
-    acc, mca, n = _evaluate_subset(v, y, c, all_classes, logit_scale=logit_scale)
+    acc, mca, n = _evaluate_subset(v, y, c, all_classes, logit_scale=logit_scale, score=score)
     return ProtocolResult(top1=acc[1], top5=acc[5], mean_class_accuracy=mca, num_videos=n, num_classes=int(c.shape[0]))
 
 
 def half_class_protocol(
-    video_embeddings, targets, class_embeddings, *, trials: int = 10, seed: int = 0, subset_size: int | None = None, logit_scale: float = DEFAULT_LOGIT_SCALE
+    video_embeddings,
+    targets,
+    class_embeddings,
+    *,
+    trials: int = 10,
+    seed: int = 0,
+    subset_size: int | None = None,
+    logit_scale: float = DEFAULT_LOGIT_SCALE,
+    score: Score | None = None,
 ) -> HalfClassResult:
     """Text4Vis §4.2 zero-shot protocol 1 (UCF* / HMDB* / ANet*; E2E [3]).
 
@@ -170,7 +188,7 @@ def half_class_protocol(
     classes and classifies them among those classes only. The same ``seed`` gives the same subsets. A trial
     whose classes have no videos is an error (the mean would silently ignore it).
     """
-    v, y, c = _inputs(video_embeddings, targets, class_embeddings)
+    v, y, c = _inputs(video_embeddings, targets, class_embeddings, packed=score is not None)
     num_classes = int(c.shape[0])
     size = num_classes // 2 if subset_size is None else int(subset_size)
     if not 1 <= size <= num_classes:
@@ -181,7 +199,7 @@ def half_class_protocol(
     result = HalfClassResult(subset_size=size, seed=int(seed))
     for index in range(trials):
         classes = np.sort(rng.choice(num_classes, size=size, replace=False))
-        acc, _, n = _evaluate_subset(v, y, c, classes, logit_scale=logit_scale)
+        acc, _, n = _evaluate_subset(v, y, c, classes, logit_scale=logit_scale, score=score)
         if n == 0:
             raise InputError(f"half-class trial {index} drew classes with no videos; the targets cover too few classes")
         result.trials.append(TrialResult(classes=classes.tolist(), top1=acc[1], top5=acc[5], num_videos=n))
@@ -229,6 +247,7 @@ def kinetics600_novel_protocol(
     class_names: Sequence[str],
     split_files: Sequence[str | os.PathLike | Sequence[str]],
     logit_scale: float = DEFAULT_LOGIT_SCALE,
+    score: Score | None = None,
 ) -> NovelSplitsResult:
     """Text4Vis §4.2 Kinetics-600 protocol (ER [7]): per split, classify its classes' videos among its classes.
 
@@ -238,7 +257,7 @@ def kinetics600_novel_protocol(
     repeated name raises :class:`~openvocab.errors.InputError` naming the file and line. Reports per-split top-1/top-5 and the
     mean ± std (population) of top-1 over the splits.
     """
-    v, y, c = _inputs(video_embeddings, targets, class_embeddings)
+    v, y, c = _inputs(video_embeddings, targets, class_embeddings, packed=score is not None)
     names = [str(n) for n in class_names]
     if len(names) != c.shape[0]:
         raise InputError(f"{len(names)} class names for {c.shape[0]} class embeddings")
@@ -253,7 +272,7 @@ def kinetics600_novel_protocol(
     result = NovelSplitsResult()
     for index, split in enumerate(split_files):
         source, classes = _read_split(split, index, lookup)
-        acc, _, n = _evaluate_subset(v, y, c, classes, logit_scale=logit_scale)
+        acc, _, n = _evaluate_subset(v, y, c, classes, logit_scale=logit_scale, score=score)
         if n == 0:
             raise InputError(f"{source}: no videos belong to the classes of this split")
         result.splits.append(SplitResult(source=source, num_classes=int(classes.size), num_videos=n, top1=acc[1], top5=acc[5]))

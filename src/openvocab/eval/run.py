@@ -5,9 +5,14 @@
 * the classes: the dataset's own names, embedded the way the model's classifier was built (CLIP prompts, or the
   other text encoder plus the learned visual projection) -- so a Kinetics-trained model is evaluated on UCF101 /
   HMDB51 / ActivityNet / Kinetics-600 classes it never saw (Text4Vis Table 4);
-* protocols (:mod:`openvocab.eval.protocols`): ``full``, ``half`` (half the classes × 10 trials, mean ± std) and
-  ``k600`` (3 split files of 160 classes); multi-view: per-view probabilities averaged (the one rule of
-  :mod:`openvocab.scoring`, as ``classify`` and the trainer's validation);
+* protocols (:mod:`openvocab.eval.protocols`): ``full``, ``half`` (half the classes × 10 trials, mean ± std),
+  ``k600`` (3 split files of 160 classes) and ``base-novel`` (MOV Tables 1-3: the base-class test videos among the
+  base classes, the novel-class test videos (``novel_manifest``) among the novel classes, and the harmonic mean of
+  the two top-1 accuracies); multi-view: per-view probabilities averaged (the one rule of :mod:`openvocab.scoring`,
+  as ``classify`` and the trainer's validation);
+* MOV runs (fusion ``mov`` / ``score``) read flow (from ``flow_cache`` when it has the video) and audio as in
+  training and score with MOV's rules: Eq. 10 when every evaluated class is a training class, Eq. 11-12 otherwise
+  (the same decision as ``classify``; :func:`mov_score`);
 * the full protocol also reports mAP (ActivityNet's metric, Table 2) on the per-video softmax; untrimmed videos with
   several labels (ActivityNet ``videos`` mode) are scored multi-label: top-k is hit@k, no mean-class accuracy;
 * outputs: a JSON result, and optionally the confusion-matrix and class-correlation plots (Fig. 1 / A.5).
@@ -54,14 +59,17 @@ def class_embeddings(model, names: Sequence[str]) -> torch.Tensor:
 
 @torch.inference_mode()
 def video_embeddings(
-    model, manifest: Manifest, *, sampler: SamplerSpec, batch_size: int = 8, workers: int = 2, device: str = "cpu"
+    model, manifest: Manifest, *, sampler: SamplerSpec, batch_size: int = 8, workers: int = 2, device: str = "cpu", flow_cache: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(N, views, D)`` per-view video embeddings in the classifier's space (scored by
     :func:`openvocab.scoring.clip_scores`: probabilities averaged over views), the targets of the decodable
     videos (class indices ``(N,)``, or multi-hot ``(N, C)`` when some video has several labels) and their record
     indices in the manifest ``(N,)``."""
     multi = any(len(r.labels) > 1 for r in manifest.records)
-    ds = VideoClipDataset(manifest.records, sampler=sampler, clip=model.backbone.image_spec, multi_label=multi, num_classes=len(manifest.classes))
+    inputs = model.spec.input_settings(flow_cache=flow_cache)
+    ds = VideoClipDataset(
+        manifest.records, sampler=sampler, clip=model.backbone.image_spec, multi_label=multi, num_classes=len(manifest.classes), inputs=inputs
+    )
     embs, targets, index = [], [], []
     for batch in DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skip_failed):
         if batch["inputs"] is None:
@@ -76,11 +84,38 @@ def video_embeddings(
 
 def view_embeddings(model, inputs: dict, *, device: str = "cpu") -> torch.Tensor:
     """Batched test views ``{modality: (B, crops, views, T, ...)}`` -> ``(B, crops·views, D)`` embeddings in the
-    classifier's space (the trainer's validation and ``openvocab evaluate`` share this)."""
+    classifier's space (the trainer's validation and ``openvocab evaluate`` share this); a MOV run's three embeddings
+    packed as ``(B, crops·views, 3, D)``."""
     first = next(iter(inputs.values()))
     b, c, v = first.shape[:3]
     flat = {k: x.to(device).reshape(b * c * v, *x.shape[3:]) for k, x in inputs.items()}
-    return model(flat, embed=True).float().reshape(b, c * v, -1)
+    out = model(flat, embed=True)
+    if getattr(model, "fused_outputs", False):
+        return out.stack().float().reshape(b, c * v, 3, -1)
+    return out.float().reshape(b, c * v, -1)
+
+
+def mov_score(model, names: Sequence[str], *, beta: float | None = None, tau_video: float | None = None):
+    """MOV's scoring of packed per-view embeddings ``(N, views, 3, D)`` against classes -> ``(N, C)`` clip scores, and
+    the rule's name: Eq. 10 (score fusion: both streams averaged) when every one of ``names`` is a training class,
+    Eq. 11-12 otherwise (as ``classify``); per-view probabilities averaged. ``None`` for other recognisers."""
+    import functools
+
+    from openvocab.scoring import MOV_BETA, MOV_TAU_VIDEO, average_views, mov_probabilities
+
+    if not getattr(model, "fused_outputs", False):
+        return None, None
+    trained = {" ".join(c.lower().split()) for c in model.class_names}
+    base = bool(trained) and all(" ".join(n.lower().split()) in trained for n in names)
+    rule = ("base-mean" if model.fusion.base_rule == "mean" else "base") if base else "novel"
+    probs = functools.partial(
+        mov_probabilities,
+        rule=rule,
+        tau=1.0 / model.logit_scale,
+        tau_video=MOV_TAU_VIDEO if tau_video is None else tau_video,
+        beta=MOV_BETA if beta is None else beta,
+    )
+    return (lambda videos, classes: average_views(probs(videos, classes), dim=-2)), rule
 
 
 def evaluate(
@@ -97,13 +132,21 @@ def evaluate(
     device: str = "cpu",
     plots: str | Path | None = None,
     predictions: str | Path | None = None,
+    novel_manifest: Manifest | None = None,
+    flow_cache: str | None = None,
+    mov_beta: float | None = None,
+    mov_tau_video: float | None = None,
 ) -> dict:
     """Run one protocol; returns a JSON-able dict (see the module docstring). ``predictions``: also write a CSV
-    with one row per scored video (path, true labels, predicted label, its score), atomically."""
+    with one row per scored video (path, true labels, predicted label, its score), atomically. ``novel_manifest``:
+    the novel-class test videos of the ``base-novel`` protocol (``manifest`` holds the base-class ones)."""
     from openvocab.eval import protocols
     from openvocab.models.factory import load_recognizer
-    from openvocab.scoring import clip_scores
 
+    if protocol not in ("full", "half", "k600", "base-novel"):
+        raise InputError(f"unknown protocol '{protocol}' (full, half, k600, base-novel)")
+    if protocol == "base-novel" and novel_manifest is None:
+        raise InputError("the base-novel protocol needs the novel-class test videos (--novel-data)")
     model = load_recognizer(model_source, device=device).eval()
     scale = model.logit_scale
     names = manifest.class_names(normalised=True)
@@ -111,9 +154,12 @@ def evaluate(
     multi = any(len(r.labels) > 1 for r in manifest.records)  # video_embeddings then gives multi-hot targets
     if multi and protocol != "full":
         raise InputError(f"the {protocol} protocol needs single-label videos, and some of {manifest.source} have several labels (use the full protocol)")
-    videos, targets, index = video_embeddings(model, manifest, sampler=sampler, batch_size=batch_size, workers=workers, device=device)
+    embed = dict(sampler=sampler, batch_size=batch_size, workers=workers, device=device, flow_cache=flow_cache)
+    videos, targets, index = video_embeddings(model, manifest, **embed)
+    score, rule = mov_score(model, names, beta=mov_beta, tau_video=mov_tau_video)
+    scores = _scores(videos, classes, scale, score)
     if predictions is not None:
-        _write_predictions(predictions, manifest, index, clip_scores(videos, classes, logit_scale=scale), names)
+        _write_predictions(predictions, manifest, index, scores, names)
     result: dict = {
         "model": model_source,
         "dataset": manifest.source,
@@ -123,20 +169,22 @@ def evaluate(
         "views": f"{sampler.temporal_views}x{sampler.spatial_crops}",
         "frames": sampler.frames,
     }
+    if rule is not None:
+        result["scoring"] = rule
     if multi:
         result["multi_label"] = True
     if protocol == "full":
-        result["result"] = _full_with_map(videos, targets, classes, scale)
+        result["result"] = _full_with_map(videos, targets, classes, scale, score)
     elif protocol == "half":
-        result["result"] = protocols.half_class_protocol(videos, targets, classes, trials=trials, seed=seed, logit_scale=scale).to_dict()
+        result["result"] = protocols.half_class_protocol(videos, targets, classes, trials=trials, seed=seed, logit_scale=scale, score=score).to_dict()
     elif protocol == "k600":
         if not split_files:
             raise InputError("the k600 protocol needs --split-files (the three files of 160 class names)")
         result["result"] = protocols.kinetics600_novel_protocol(
-            videos, targets, classes, class_names=names, split_files=list(split_files), logit_scale=scale
+            videos, targets, classes, class_names=names, split_files=list(split_files), logit_scale=scale, score=score
         ).to_dict()
     else:
-        raise InputError(f"unknown protocol '{protocol}' (full, half, k600)")
+        result["result"] = _base_novel(model, manifest, novel_manifest, videos, targets, classes, scale, score, embed, beta=mov_beta, tau_video=mov_tau_video)
     if plots is not None:
         from openvocab.eval.metrics import confusion_matrix
         from openvocab.eval.plots import plot_class_correlation, plot_confusion_matrix
@@ -144,12 +192,37 @@ def evaluate(
         out = Path(plots).expanduser()
         result["plots"] = []
         if not multi:  # a confusion matrix needs one true class per video
-            scores = clip_scores(videos, classes, logit_scale=scale)
             plot_confusion_matrix(confusion_matrix(scores, targets, len(names)), names, out / "confusion_matrix.png")
             result["plots"].append(str(out / "confusion_matrix.png"))
         plot_class_correlation(classes, names, out / "class_correlation.png")
         result["plots"].append(str(out / "class_correlation.png"))
     return result
+
+
+def _scores(videos: torch.Tensor, classes: torch.Tensor, scale: float, score) -> torch.Tensor:
+    from openvocab.scoring import clip_scores
+
+    return clip_scores(videos, classes, logit_scale=scale) if score is None else score(videos, classes)
+
+
+def _base_novel(model, base_m: Manifest, novel_m: Manifest, videos, targets, classes, scale: float, score, embed: dict, *, beta, tau_video) -> dict:
+    """MOV Tables 1-3: top-1 of the base-class test videos among the base classes, of the novel-class test videos among
+    the novel classes (a MOV run: Eq. 10 and Eq. 11-12), and their harmonic mean."""
+    from openvocab.eval import protocols
+
+    novel_names = novel_m.class_names(normalised=True)
+    overlap = sorted(set(novel_names) & set(base_m.class_names(normalised=True)))
+    if overlap:
+        raise InputError(
+            f"base and novel classes overlap ({', '.join(overlap[:5])}): pass the novel-class test videos with their own vocabulary", path=novel_m.source
+        )
+    novel_classes = class_embeddings(model, novel_names)
+    nv, nt, _ = video_embeddings(model, novel_m, **embed)
+    novel_score, _ = mov_score(model, novel_names, beta=beta, tau_video=tau_video)
+    base = protocols.full_protocol(videos, targets, classes, logit_scale=scale, score=score).to_dict()
+    novel = protocols.full_protocol(nv, nt, novel_classes, logit_scale=scale, score=novel_score).to_dict()
+    b, n = base["top1"], novel["top1"]
+    return {"base": base, "novel": novel, "base_top1": b, "novel_top1": n, "harmonic_mean": 2 * b * n / (b + n) if b + n > 0 else 0.0}
 
 
 def _write_predictions(path: str | Path, manifest: Manifest, index: torch.Tensor, scores: torch.Tensor, names: Sequence[str]) -> None:
@@ -171,17 +244,16 @@ def _write_predictions(path: str | Path, manifest: Manifest, index: torch.Tensor
         raise InputError(f"cannot write predictions ({exc.strerror or exc})", path=path) from None
 
 
-def _full_with_map(videos: torch.Tensor, targets: torch.Tensor, classes: torch.Tensor, scale: float) -> dict:
+def _full_with_map(videos: torch.Tensor, targets: torch.Tensor, classes: torch.Tensor, scale: float, score=None) -> dict:
     """The full protocol's accuracies plus ``map`` (mean over classes with a positive video of the average precision
     of the per-video scores (softmax per view, averaged over views); Text4Vis Table 2); for multi-hot targets top-k is hit@k and there is no
     mean-class accuracy."""
     from openvocab.eval import protocols
     from openvocab.eval.metrics import mean_average_precision, topk_accuracy
-    from openvocab.scoring import clip_scores
 
-    probs = clip_scores(videos, classes, logit_scale=scale)
+    probs = _scores(videos, classes, scale, score)
     if targets.ndim == 1:
-        out = protocols.full_protocol(videos, targets, classes, logit_scale=scale).to_dict()
+        out = protocols.full_protocol(videos, targets, classes, logit_scale=scale, score=score).to_dict()
     else:
         acc = topk_accuracy(probs, targets, ks=(1, 5))
         out = {"top1": acc[1], "top5": acc[5], "num_videos": int(targets.shape[0]), "num_classes": int(classes.shape[0])}
@@ -208,6 +280,10 @@ EVAL_RECIPE_KEYS = {
     "workers": int,
     "device": str,
     "val_mode": str,
+    "novel_data": str,
+    "flow_cache": str,
+    "mov_beta": float,
+    "mov_tau_video": float,
 }
 
 

@@ -18,12 +18,25 @@ HEADS.register("normal", "openvocab.models.heads:build_normal_head", help="froze
 HEADS.register("orthogonal", "openvocab.models.heads:build_orthogonal_head", help="frozen random orthogonal rows, Eq. 5, closed set")
 HEADS.register("lda", "openvocab.models.heads:build_lda_head", help="frozen LDA coefficients of video features, closed set")
 HEADS.register("linear", "openvocab.models.heads:build_linear_head", help="learned linear layer, the vision-only baseline")
+HEADS.register(
+    "coop", "openvocab.models.coop:build_coop_head", help="CoOp learned prompt context + frozen CLIP text tower, MOV Tables 1-2 baseline, open vocabulary"
+)
+HEADS.register(
+    "adapter", "openvocab.models.clip_adapter:build_adapter_head", help="CLIP-Adapter visual + textual adapters, MOV Tables 1-2 baseline, open vocabulary"
+)
 
-#: How the per-modality video embeddings become one (MOV's cross-attention fusion will be one more entry).
+#: How the per-modality video embeddings become one. ``mov`` and ``score`` fuse a video stream with a flow or audio
+#: stream and give two embeddings (fused video, fused other) plus the frozen video's (MOV Eq. 9-12).
 FUSIONS = Registry("fusion")
 FUSIONS.register("identity", "openvocab.models.fusion:IdentityFusion", help="one stream, passed through")
 FUSIONS.register("mean", "openvocab.models.fusion:MeanFusion", help="the mean of the L2-normalised stream embeddings")
+FUSIONS.register("mov", "openvocab.models.fusion:build_mov_fusion", help="MOV cross-attention fusion of video with flow or audio, Eq. 2-8")
+FUSIONS.register("score", "openvocab.models.fusion:build_score_fusion", help="MOV Table 5 score fusion: separate temporal heads, probabilities averaged")
 
 #: Inputs a stream can read (a modality: decoding + preprocessing in io/, an encoder entry here).
 MODALITIES = Registry("input modality")
 MODALITIES.register("rgb", "openvocab.models.backbone:ClipBackbone", help="RGB frames through a CLIP image tower")
+MODALITIES.register("flow", "openvocab.models.backbone:ClipBackbone", help="TV-L1 optical flow images through a copy of the CLIP image tower, MOV §4.1")
+MODALITIES.register(
+    "audio", "openvocab.models.backbone:ClipBackbone", help="a 128-bin log-mel spectrogram image through a copy of the CLIP image tower, MOV §4.1"
+)

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -54,13 +56,24 @@ def create_recognizer(
         raise ValueError(f"{len(names)} class names for {spec.head.num_classes} classes")
     FUSIONS.check(spec.fusion, where="model.fusion")
     HEADS.check(spec.head.classifier, where="model.classifier")
+    if spec.fusion in MOV_FUSIONS:
+        spec = _mov_spec(spec)
     streams: dict[str, Stream] = {}
+    uses = Counter(s.model for s in spec.streams.values())
+    pristine: dict[str, ClipBackbone] = {}  # towers used by several streams, copied before a Stream hooks into them
     for name, stream_spec in spec.streams.items():
         MODALITIES.check(stream_spec.input, where=f"model.{name}.input")
         TEMPORAL.check(stream_spec.temporal, where=f"model.{name}.temporal")
-        backbone = (backbones or {}).get(name) or ClipBackbone.from_pretrained(stream_spec.model, dtype=dtype)
+        backbone = (backbones or {}).get(name)
+        if backbone is None and stream_spec.model in pristine:  # MOV §3.1: every modality's tower starts from the same weights
+            backbone = copy.deepcopy(pristine[stream_spec.model])
+        if backbone is None:
+            backbone = ClipBackbone.from_pretrained(stream_spec.model, dtype=dtype)
+        if uses[stream_spec.model] > 1 and stream_spec.model not in pristine:
+            pristine[stream_spec.model] = copy.deepcopy(backbone)
         streams[name] = Stream(backbone=backbone, spec=stream_spec)
-    fusion = FUSIONS.build(spec.fusion, dims={n: s.dim for n, s in streams.items()})
+    pristine.clear()
+    fusion = FUSIONS.build(spec.fusion, dims={n: s.dim for n, s in streams.items()}, inputs={n: s.input for n, s in spec.streams.items()})
     primary = streams[spec.primary].backbone
     head = HEADS.build(
         spec.head.classifier, spec=spec.head, dim=fusion.dim, backbone=primary, class_names=names, lda=lda, seed=seed, from_checkpoint=from_checkpoint
@@ -75,6 +88,25 @@ def create_recognizer(
         return model.to(device)
     except (RuntimeError, AssertionError) as exc:
         raise InputError(f"cannot move the model to device '{device}' ({exc})") from None
+
+
+#: Fusions that give MOV's three embeddings (models.fusion.MovStreamFusion).
+MOV_FUSIONS = ("mov", "score")
+
+
+def _mov_spec(spec: RecognizerSpec) -> RecognizerSpec:
+    """A MOV spec as built: its streams keep ``temporal: tap`` (the fusion's temporal transformers replace theirs), and
+    the head's scale is ``1/τ`` with MOV's ``τ = 0.01`` (Eq. 9-10) unless the recipe sets ``model.logit_scale``."""
+    from openvocab.scoring import MOV_TAU
+
+    if spec.head.classifier not in ("text", "sentence"):
+        raise InputError(f"model.fusion={spec.fusion} scores against frozen label embeddings (MOV Eq. 9-12): use model.classifier text or sentence")
+    for name, stream in spec.streams.items():
+        if stream.temporal != "tap":
+            raise InputError(f"model.{name}.temporal={stream.temporal}: fusion '{spec.fusion}' has its own temporal transformers (Eq. 2-4); use tap")
+    if spec.head.logit_scale is None:
+        spec = spec.with_head(logit_scale=1.0 / MOV_TAU)
+    return spec
 
 
 def is_run_dir(source: str | Path) -> bool:

@@ -4,7 +4,12 @@
 -> (B, D_s) -> fusion -> video embedding (B, D) -> head (label encoder rows W̃) -> logits``
 
 A stream is one CLIP tower with its temporal modelling (TAP / T-Trans after the tower, TokenT1D / T1D inside it);
-today's recognisers have one RGB stream, MOV adds flow and audio streams and a cross-attention fusion. Zero-shot
+MOV adds flow and audio streams and a fusion (``mov``: cross-attention; ``score``) that takes the UNPOOLED frame
+features of the RGB and the flow/audio stream and returns three embeddings (:class:`~openvocab.models.mov.MovOutputs`:
+fused video ``v_m``, fused flow/audio ``x_m``, frozen video ``v``); ``forward`` then gives the base-class logits
+(Eq. 10; Table 5's score fusion: the log of the averaged probabilities), ``forward(embed=True)`` the three
+embeddings for the loss of Eq. 9, and :meth:`VideoRecognizer.embed_frames` packs them as ``(..., 3, D)`` for the
+novel-class rule of Eq. 11-12 (:func:`openvocab.scoring.mov_probabilities`). Zero-shot
 CLIP is the recogniser with a frozen RGB stream, TAP, identity fusion and a CLIP-text head without training classes.
 The text towers are frozen unless the contrastive baseline trains them online. The same object scores cached
 frame features (:meth:`VideoRecognizer.logits_from_frame_features`), so heads train from the feature cache.
@@ -41,10 +46,13 @@ class Stream(nn.Module):
             width = int(backbone.clip.config.vision_config.hidden_size)
             self.token_t1d = TokenT1D(width=width, blocks=spec.token_t1d_blocks).attach(backbone)
         self.t1d = ResNetT1D(stages=spec.t1d_stages, init=spec.t1d_init).attach(backbone) if spec.t1d_stages else None
-        if not spec.train_backbone:
-            for p in backbone.clip.vision_model.parameters():
-                p.requires_grad_(False)
-            backbone.clip.visual_projection.requires_grad_(False)
+        # set both ways: a tower copied from another stream's (MOV §3.1) carries that stream's flags
+        backbone.clip.vision_model.requires_grad_(spec.train_backbone)
+        backbone.clip.visual_projection.requires_grad_(spec.train_backbone)
+        if spec.train_last_blocks and not spec.train_backbone:
+            raise InputError("train_last_blocks needs train_backbone: true (the stream's tower is frozen)")
+        if spec.train_backbone and spec.train_last_blocks:
+            _train_last_blocks(backbone, spec.train_last_blocks)
 
     @property
     def dim(self) -> int:
@@ -70,6 +78,22 @@ class Stream(nn.Module):
         if limit is not None and t > limit:
             raise InputError(f"the temporal transformer pools at most {limit} frames at once, got {t} (use fewer --frames, or more --segments)")
         return self.temporal(frames.reshape(-1, t, d).float()).reshape(*frames.shape[:-2], -1)
+
+
+def _train_last_blocks(backbone: ClipBackbone, k: int) -> None:
+    """MOV Table 6: only the last ``k`` transformer blocks of the vision tower train (with its final LayerNorm and the
+    projection); the patch / position embeddings, the pre-LayerNorm and the earlier blocks stay frozen."""
+    if backbone.is_resnet:
+        raise InputError("train_last_blocks needs a ViT backbone (a CLIP-ResNet has stages, not blocks)")
+    layers = backbone.clip.vision_model.encoder.layers
+    if not 0 < k <= len(layers):
+        raise InputError(f"train_last_blocks must be between 1 and {len(layers)} (the tower's blocks), got {k}")
+    for p in backbone.clip.vision_model.parameters():
+        p.requires_grad_(False)
+    for layer in layers[len(layers) - k :]:
+        layer.requires_grad_(True)
+    backbone.clip.vision_model.post_layernorm.requires_grad_(True)
+    backbone.clip.visual_projection.requires_grad_(True)
 
 
 class VideoRecognizer(nn.Module):
@@ -161,32 +185,65 @@ class VideoRecognizer(nn.Module):
             out[name] = stream.frame_features(inputs[stream.spec.input])
         return out
 
+    @property
+    def fused_outputs(self) -> bool:
+        """Whether the fusion is a MOV fusion (``mov`` / ``score``) giving :class:`MovOutputs` (module docstring)."""
+        return bool(getattr(self.fusion, "sequences", False))
+
+    def _fuse(self, frames: Mapping[str, torch.Tensor]):
+        """Frame features ``{stream: (..., T, D_s)}`` -> the fusion's output: ``(..., D)``, or MovOutputs of ``(..., D)``."""
+        if not self.fused_outputs:
+            return self.fusion({name: self.streams[name].pool(x) for name, x in frames.items()})
+        limit = self.fusion.max_frames
+        longest = max(x.shape[-2] for x in frames.values())
+        if longest > limit:
+            raise InputError(f"MOV's temporal transformers take at most {limit} frames at once, got {longest} (use fewer --frames, or more --views)")
+        lead = next(iter(frames.values())).shape[:-2]
+        flat = {name: x.reshape(-1, *x.shape[-2:]).float() for name, x in frames.items()}
+        return self.fusion(flat).map(lambda e: e.reshape(*lead, e.shape[-1]))
+
+    def _base_logits(self, fused) -> torch.Tensor:
+        """Logits whose softmax is the base-class probability: the head's; for MOV, Eq. 10 on ``v_m`` (``score``
+        fusion: the log of the mean of both streams' probabilities, Table 5)."""
+        if not self.fused_outputs:
+            return self.head(fused)
+        if self.fusion.base_rule == "mean":
+            p = 0.5 * (self.head(fused.video).float().softmax(-1) + self.head(fused.other).float().softmax(-1))
+            return p.clamp_min(1e-12).log()
+        return self.head(fused.video)
+
     def embed_frames(self, frames: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """Frame features ``{stream: (..., T, D_s)}`` (a tensor for one stream) -> video embeddings ``(..., D')`` in
-        the label space: temporal modules, fusion, then the head's projection (if any)."""
+        the label space: temporal modules, fusion, then the head's projection (if any). A MOV fusion's three
+        embeddings come packed as ``(..., 3, D')`` (:meth:`MovOutputs.stack`)."""
         if isinstance(frames, torch.Tensor):
             frames = {self.spec.primary: frames}
-        pooled = {name: self.streams[name].pool(x) for name, x in frames.items()}
-        return self.head.embed(self.fusion(pooled))
+        fused = self._fuse(frames)
+        if self.fused_outputs:
+            return fused.map(self.head.embed).stack()
+        return self.head.embed(fused)
 
     def logits_from_frame_features(self, frames: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """Temporal modules + fusion + head on precomputed frame features ``(B, T, D) -> (B, C)``."""
         if isinstance(frames, torch.Tensor):
             frames = {self.spec.primary: frames}
-        pooled = {name: self.streams[name].pool(x) for name, x in frames.items()}
-        return self.head(self.fusion(pooled))
+        return self._base_logits(self._fuse(frames))
 
-    def encode_video(self, inputs: Inputs) -> torch.Tensor:
-        """The fused video embedding before the head ``(B, D)``."""
-        return self.fusion({name: self.streams[name].pool(x.float()) for name, x in self.frame_features(inputs).items()})
+    def encode_video(self, inputs: Inputs):
+        """The fused video embedding before the head ``(B, D)`` (MovOutputs for a MOV fusion)."""
+        return self._fuse(self.frame_features(inputs))
 
     def forward(self, inputs: Inputs, *, embed: bool = False, text: dict | None = None):
         """Logits ``(B, C)``; with ``embed=True`` the video embedding in the classifier's space (after the head's
-        projection, if any), and with ``text`` (tokenizer output) also the online text embeddings:
-        ``(video, text)`` -- contrastive losses go through the same (DDP-wrapped) forward as CE."""
+        projection, if any; MovOutputs for a MOV fusion), and with ``text`` (tokenizer output) also the online text
+        embeddings: ``(video, text)`` -- contrastive losses go through the same (DDP-wrapped) forward as CE."""
         video = self.encode_video(inputs)
         if not embed:
-            return self.head(video)
+            return self._base_logits(video)
+        if self.fused_outputs:
+            if text is not None:
+                raise ValueError("a MOV fusion trains with the MOV loss (Eq. 9), not the online-text contrastive loss")
+            return video.map(self.head.embed)
         video = self.head.embed(video)
         if text is None:
             return video

@@ -32,6 +32,12 @@ class StreamSpec:
     t1d_init: str = "shift"
     frames: int = 8
     train_backbone: bool = True
+    # with train_backbone: fine-tune only the last k vision blocks (+ the final LayerNorm and projection); 0 = all
+    # blocks (MOV Table 6 "trainable layers")
+    train_last_blocks: int = 0
+    # how the stream's input is made from a plain video file (input flow / audio; ignored for rgb)
+    flow_method: str = "tvl1"  # io.choices.FLOW_METHODS
+    audio_seconds: float = 8.0  # MOV §4.2: an 8 s crop, a 128 x 800 spectrogram
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token_t1d_blocks", tuple(int(b) for b in self.token_t1d_blocks))
@@ -51,6 +57,11 @@ class HeadSpec:
     template: str | None = None
     sentence_encoder: str = "minilm"
     logit_scale: float | None = None
+    # CoOp (learned prompt context, MOV Table 1-2 baseline): number of context vectors
+    context_tokens: int = 16
+    # CLIP-Adapter (MOV Table 1-2 baseline): bottleneck reduction of the adapters and the residual ratio
+    adapter_reduction: int = 4
+    adapter_ratio: float = 0.2
 
     ARCH_FIELDS = ("classifier", "num_classes", "classifier_dim", "train_text")
 
@@ -108,6 +119,19 @@ class RecognizerSpec:
     @property
     def train_text(self) -> bool:
         return self.head.train_text
+
+    def input_settings(self, *, flow_cache: str | None = None):
+        """What the recogniser reads and how flow / audio are made (:class:`openvocab.io.modalities.InputSettings`)."""
+        from openvocab.io.modalities import InputSettings
+
+        flow = next((s for s in self.streams.values() if s.input == "flow"), None)
+        audio = next((s for s in self.streams.values() if s.input == "audio"), None)
+        return InputSettings(
+            modalities=tuple(s.input for s in self.streams.values()),
+            flow_method=flow.flow_method if flow else "tvl1",
+            flow_cache=flow_cache,
+            audio_seconds=audio.audio_seconds if audio else 8.0,
+        )
 
     def with_head(self, **changes: Any) -> RecognizerSpec:
         return replace(self, head=replace(self.head, **changes))

@@ -33,6 +33,9 @@ class StreamConfig:
     t1d_stages: list[int] = field(default_factory=list)  # CLIP-ResNet T1D in these stages, e.g. [4, 5] = res4-5 (Table 8)
     t1d_init: str = "shift"  # shift (TSM pattern, 1/8 channels each way) | identity (pretrained model unchanged at step 0)
     train_backbone: bool = True
+    train_last_blocks: int = 0  # with train_backbone: only the last k vision blocks train (MOV Table 6); 0 = all
+    flow_method: str = "tvl1"  # input flow: tvl1 (MOV) | dis | farneback (io.choices.FLOW_METHODS)
+    audio_seconds: float = 8.0  # input audio: crop length in seconds (MOV §4.2: 8 s, a 128 x 800 spectrogram)
 
 
 STREAM_KEYS = tuple(f.name for f in dataclasses.fields(StreamConfig))
@@ -55,6 +58,9 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     lda_samples_per_class: int = 60  # Text4Vis §4.3: 60 videos per class
     logit_scale: float | None = None  # temperature of the frozen classifier; default: the CLIP model's (100)
+    context_tokens: int = 16  # classifier coop: learned context vectors (CoOp)
+    adapter_reduction: int = 4  # classifier adapter: bottleneck reduction (CLIP-Adapter)
+    adapter_ratio: float = 0.2  # classifier adapter: residual ratio (CLIP-Adapter)
     # a previous `openvocab train` run (or one of its step_* checkpoints) whose video side -- vision tower, temporal
     # module, TokenT1D/T1D -- initialises this run before step 0 (not a resume: fresh optimiser, schedule, head)
     init_from: str | None = None
@@ -71,7 +77,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    format: str = "manifest"  # manifest | kinetics | ucf101 | hmdb51 | activitynet
+    format: str = "manifest"  # manifest | kinetics | ucf101 | hmdb51 | activitynet | vggsound
     train: str = ""  # manifest / Kinetics CSV / split directory / ActivityNet JSON
     val: str | None = None
     val_mode: str = "segments"  # activitynet val: segments (trimmed annotations) | videos (untrimmed, all labels)
@@ -93,6 +99,7 @@ class DataConfig:
     randaugment_n: int = 2
     randaugment_m: int = 9
     size: int = 0  # 0 = the model's input size
+    flow_cache: str | None = None  # `openvocab flow extract` output; flow is computed on the fly where absent
 
 
 @dataclass
@@ -108,6 +115,7 @@ class OptimConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     loss: str = "ce"  # ce (frozen classifier, Eq. 3) | infonce (contrastive baseline, Eq. 2 / Algorithm 1)
     max_grad_norm: float = 0.0
+    mov_alpha: float = 0.5  # MOV Eq. 9: weight of the fused-video term (fusion mov / score)
 
 
 @dataclass
@@ -153,6 +161,9 @@ class TrainConfig:
                 t1d_init=s.t1d_init,
                 frames=self.data.frames,
                 train_backbone=s.train_backbone,
+                train_last_blocks=s.train_last_blocks,
+                flow_method=s.flow_method,
+                audio_seconds=s.audio_seconds,
             )
             for name, s in m.streams.items()
         }
@@ -164,6 +175,9 @@ class TrainConfig:
             template=m.template,
             sentence_encoder=m.sentence_encoder,
             logit_scale=m.logit_scale,
+            context_tokens=m.context_tokens,
+            adapter_reduction=m.adapter_reduction,
+            adapter_ratio=m.adapter_ratio,
         )
         return RecognizerSpec(streams=streams, head=head, fusion=m.fusion)
 
@@ -209,19 +223,28 @@ _STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def _apply_model(section: ModelConfig, values: dict, where: str) -> None:
-    """The ``model`` section: flat stream keys set the primary stream; ``NAME: {...}`` / ``NAME.key`` a named one."""
+    """The ``model`` section: flat stream keys set the primary stream; ``NAME: {...}`` / ``NAME.key`` a named one.
+    A mapping that names its streams and none of them ``rgb`` (a flow-only or audio-only recipe, MOV Table 5) has no
+    default ``rgb`` stream."""
     plain: dict = {}
+    named: list[str] = []
+    flat = False
     for key, value in values.items():
         name, _, sub = str(key).partition(".")
         if key in STREAM_KEYS:
+            flat = True
             _apply_fields(section.primary, {key: value}, where)
         elif sub or (isinstance(value, dict) and key not in ("streams",)):
             if not _STREAM_NAME.match(name) or name in {f.name for f in dataclasses.fields(ModelConfig)}:
                 raise InputError(f"{where}: '{key}' is neither a model key nor a stream name")
             stream = section.streams.setdefault(name, StreamConfig(model=section.primary.model))
             _apply_fields(stream, {sub: value} if sub else (value or {}), f"{where}: {name}")
+            if not sub:
+                named.append(name)
         else:
             plain[key] = value
+    if named and "rgb" not in named and not flat and next(iter(section.streams)) == "rgb" and section.streams["rgb"] == StreamConfig():
+        del section.streams["rgb"]
     if "streams" in plain:
         raise InputError(f"{where}: give streams by name (model.rgb.temporal=ttrans), not as 'streams'")
     _apply_fields(section, plain, where)
@@ -314,7 +337,7 @@ def _choices() -> dict[tuple[str, str], tuple[str, ...]]:
     return {
         ("model", "classifier"): HEADS.names(),
         ("model", "fusion"): FUSIONS.names(),
-        ("data", "format"): ("manifest", "kinetics", "ucf101", "hmdb51", "activitynet"),
+        ("data", "format"): ("manifest", "kinetics", "ucf101", "hmdb51", "activitynet", "vggsound"),
         ("data", "sampler"): SAMPLERS.names(),
         ("data", "val_mode"): ("segments", "videos"),
         ("optim", "precision"): ("auto", "fp32", "bf16", "fp16"),
@@ -323,9 +346,10 @@ def _choices() -> dict[tuple[str, str], tuple[str, ...]]:
 
 
 def _stream_choices() -> dict[str, tuple[str, ...]]:
+    from openvocab.io.choices import FLOW_METHODS
     from openvocab.models.choices import MODALITIES, TEMPORAL
 
-    return {"temporal": TEMPORAL.names(), "input": MODALITIES.names(), "t1d_init": ("shift", "identity")}
+    return {"temporal": TEMPORAL.names(), "input": MODALITIES.names(), "t1d_init": ("shift", "identity"), "flow_method": FLOW_METHODS.names()}
 
 
 def validate(cfg: TrainConfig, *, where: str) -> TrainConfig:

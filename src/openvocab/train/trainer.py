@@ -42,7 +42,7 @@ from openvocab.models.recognizer import VideoRecognizer
 from openvocab.models.spec import RecognizerSpec
 from openvocab.train.config import TrainConfig, save_config
 from openvocab.train.data_setup import load_splits
-from openvocab.train.losses import distributed_infonce
+from openvocab.train.losses import distributed_infonce, mov_loss
 from openvocab.train.samplers import ResumableDistributedSampler, few_shot_indices, repeat_to_length
 from openvocab.train.schedule import build_adamw, cosine_with_warmup
 
@@ -220,8 +220,15 @@ def _loss(
     """CE on the frozen classifier (Eq. 3), or InfoNCE of each video against its class text (Eq. 2 / Alg. 1),
     with the text encoder offline (the frozen class embeddings) or online (re-encoded and trained each step).
 
+    A MOV fusion (``mov`` / ``score``) trains with MOV's loss (Eq. 9): CE of the fused video feature and of the fused
+    flow/audio feature against the frozen class embeddings, weighted ``α`` / ``1 − α`` (``optim.mov_alpha``).
     Everything goes through ``train_model`` (the DDP wrapper when distributed) so gradients are synchronised.
     """
+    if model.fused_outputs:
+        if cfg.optim.loss != "ce":
+            raise InputError(f"model.fusion={model.spec.fusion} trains with MOV's loss (Eq. 9); optim.loss must be ce")
+        out = train_model(inputs, embed=True)
+        return mov_loss(out.video.float(), out.other.float(), model.head.weight, target, alpha=cfg.optim.mov_alpha, tau=1.0 / model.head.logit_scale)
     if cfg.optim.loss == "ce":
         return F.cross_entropy(train_model(inputs).float(), target)
     if cfg.optim.loss == "infonce":
@@ -414,7 +421,8 @@ def _build_loaders(cfg: TrainConfig, dist: DistInfo, model: VideoRecognizer, rec
             )
         )
     train_spec = SamplerSpec(kind=d.sampler, frames=d.frames, stride=d.stride)  # type: ignore[arg-type]
-    train_ds = VideoClipDataset(records, sampler=train_spec, clip=clip, train=True, augment=augment, seed=cfg.run.seed)
+    inputs = model.spec.input_settings(flow_cache=d.flow_cache)
+    train_ds = VideoClipDataset(records, sampler=train_spec, clip=clip, train=True, augment=augment, seed=cfg.run.seed, inputs=inputs)
     sampler = ResumableDistributedSampler(len(train_ds), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.run.seed)
     loader = DataLoader(train_ds, batch_size=d.batch_size, sampler=sampler, num_workers=d.workers, collate_fn=collate_skip_failed, persistent_workers=False)
     val_loader = None
@@ -422,7 +430,7 @@ def _build_loaders(cfg: TrainConfig, dist: DistInfo, model: VideoRecognizer, rec
         t, c = parse_views(d.views)
         val_spec = SamplerSpec(kind=d.sampler, frames=d.frames, stride=d.stride, temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
         multi = any(len(r.labels) > 1 for r in val_m.records)  # untrimmed videos with several labels: multi-hot
-        val_ds = VideoClipDataset(val_m.records, sampler=val_spec, clip=clip, train=False, multi_label=multi, num_classes=len(val_m.classes))
+        val_ds = VideoClipDataset(val_m.records, sampler=val_spec, clip=clip, train=False, multi_label=multi, num_classes=len(val_m.classes), inputs=inputs)
         val_loader = DataLoader(val_ds, batch_size=d.batch_size, num_workers=d.workers, collate_fn=collate_skip_failed)
     return train_ds, sampler, loader, val_loader
 

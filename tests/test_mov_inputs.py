@@ -337,3 +337,17 @@ def test_mov_score_chooses_the_rule_by_vocabulary_and_averages_per_view_probabil
     assert rule == "base-mean"
     mean = by_hand(lambda e: 0.5 * (mov_base_probabilities(e[0], classes, tau=0.1) + mov_base_probabilities(e[1], classes, tau=0.1)))
     torch.testing.assert_close(score(videos, classes), mean, atol=1e-6, rtol=1e-5)
+
+
+def test_a_one_frame_video_falls_back_to_the_video_alone_for_a_flow_run(videos, tmp_path):
+    """MOV's bad-input case for flow: a single frame has no frame pair, so classify scores it from the video alone
+    (named in a warning) instead of failing, and a batch with a normal clip carries on with both modalities."""
+    from openvocab.classifier import VideoClassifier
+    from openvocab.models.factory import create_recognizer
+
+    model = create_recognizer(_mov_spec("flow", flow_method="farneback"), class_names=CLASSES).eval()
+    still = write_video(tmp_path / "one frame.mp4", videos.frames[:1], fps=4)
+    one, both = VideoClassifier(recognizer=model, label_bank=None).classify([still, videos.silent], CLASSES, frames=T, segments=0)
+    assert one.ok and one.modalities == ["rgb"] and one.scoring.startswith("video only")
+    assert any("one frame.mp4" in w and "one-frame video" in w for w in one.warnings)
+    assert both.ok and both.modalities == ["rgb", "flow"] and "Eq. 10" in both.scoring

@@ -326,3 +326,9 @@ class ClipBackbone(nn.Module):
         for label in sorted({labels[i // n_templates] for i in truncated}):
             log.warning("label '%s…' is longer than the text encoder's %d-token context; it was truncated", label[:40], self.context_length)
         return ensemble_text_embeddings(per_prompt, len(labels), n_templates)
+
+
+def clip_image_tower(*, source: str | Path, dtype: torch.dtype | None = None) -> ClipBackbone:
+    """The encoder of a stream reading ``rgb``, ``flow`` or ``audio`` (:data:`openvocab.models.choices.MODALITIES`):
+    a CLIP model's image tower (MOV §3.1: the same architecture and initial weights for every modality)."""
+    return ClipBackbone.from_pretrained(source, dtype=dtype)

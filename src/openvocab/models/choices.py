@@ -33,10 +33,11 @@ FUSIONS.register("mean", "openvocab.models.fusion:MeanFusion", help="the mean of
 FUSIONS.register("mov", "openvocab.models.fusion:build_mov_fusion", help="MOV cross-attention fusion of video with flow or audio, Eq. 2-8")
 FUSIONS.register("score", "openvocab.models.fusion:build_score_fusion", help="MOV Table 5 score fusion: separate temporal heads, probabilities averaged")
 
-#: Inputs a stream can read (a modality: decoding + preprocessing in io/, an encoder entry here).
+#: Inputs a stream can read (a modality: decoding + preprocessing in io/, an encoder entry here). The builder loads the
+#: stream's encoder, ``builder(source=..., dtype=...)``: another audio encoder is one more entry with the same interface.
 MODALITIES = Registry("input modality")
-MODALITIES.register("rgb", "openvocab.models.backbone:ClipBackbone", help="RGB frames through a CLIP image tower")
-MODALITIES.register("flow", "openvocab.models.backbone:ClipBackbone", help="TV-L1 optical flow images through a copy of the CLIP image tower, MOV §4.1")
+MODALITIES.register("rgb", "openvocab.models.backbone:clip_image_tower", help="RGB frames through a CLIP image tower")
+MODALITIES.register("flow", "openvocab.models.backbone:clip_image_tower", help="TV-L1 optical flow images through a copy of the CLIP image tower, MOV §4.1")
 MODALITIES.register(
     "audio", "openvocab.models.backbone:ClipBackbone", help="a 128-bin log-mel spectrogram image through a copy of the CLIP image tower, MOV §4.1"
 )

@@ -1,9 +1,9 @@
 """The model factory: every recogniser in openvocab is built here (classify, evaluate, features, the trainer).
 
 * :func:`create_recognizer` -- a :class:`~openvocab.models.recognizer.VideoRecognizer` from a
-  :class:`~openvocab.models.spec.RecognizerSpec` (streams' CLIP towers loaded by
-  :meth:`ClipBackbone.from_pretrained`, temporal modules, fusion and head from the registries of
-  :mod:`openvocab.models.choices`);
+  :class:`~openvocab.models.spec.RecognizerSpec` (each stream's encoder from the ``MODALITIES`` entry of its input
+  -- a CLIP image tower for rgb, flow and audio; later streams on the same model are copies of the first --, temporal
+  modules, fusion and head from the registries of :mod:`openvocab.models.choices`);
 * :func:`load_recognizer` -- from a source: a hub id, a model directory or ``random:ARCH`` (zero-shot CLIP: one
   frozen RGB stream, TAP, a CLIP-text head scoring any labels), or an ``openvocab train`` run directory (its spec
   and latest checkpoint, also run directories written before streams existed).
@@ -68,7 +68,7 @@ def create_recognizer(
         if backbone is None and stream_spec.model in pristine:  # MOV §3.1: every modality's tower starts from the same weights
             backbone = copy.deepcopy(pristine[stream_spec.model])
         if backbone is None:
-            backbone = ClipBackbone.from_pretrained(stream_spec.model, dtype=dtype)
+            backbone = MODALITIES.build(stream_spec.input, source=stream_spec.model, dtype=dtype)
         if uses[stream_spec.model] > 1 and stream_spec.model not in pristine:
             pristine[stream_spec.model] = copy.deepcopy(backbone)
         streams[name] = Stream(backbone=backbone, spec=stream_spec)

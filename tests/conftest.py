@@ -117,3 +117,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run ``openvocab ARGS...`` in-process as the entry point does: ``(exit code, stdout, stderr)``; never a traceback."""
+    import sys
+
+    from openvocab.cli import main
+
+    def call(*args):
+        monkeypatch.setattr(sys, "argv", ["openvocab", *args])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        return exc.value.code, out, err
+
+    return call

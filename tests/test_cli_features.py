@@ -5,13 +5,11 @@ and an audio cache trains a MOV head, and bad combinations are one line each."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from openvocab.cli import main
 from openvocab.data.synth import SynthSpec, generate
 
 
@@ -33,16 +31,8 @@ def synth(tmp_path_factory):
 
 
 @pytest.fixture
-def run(monkeypatch, capsys):
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["openvocab", "features", *args])
-        with pytest.raises(SystemExit) as exc:
-            main()
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return exc.value.code, out, err
-
-    return call
+def run(cli):
+    return lambda *args: cli("features", *args)
 
 
 @pytest.fixture

@@ -4,28 +4,18 @@ OUT/failures.csv, exit 1), resumes without rewriting, and answers user errors wi
 from __future__ import annotations
 
 import csv
-import sys
 
 import numpy as np
 import pytest
 
-from openvocab.cli import main
 from openvocab.data.synth import SynthSpec, render_clip
 from openvocab.io.encode import write_video
 from openvocab.io.flow_cache import FlowCache
 
 
 @pytest.fixture
-def run(monkeypatch, capsys):
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["openvocab", "flow", *args])
-        with pytest.raises(SystemExit) as exc:
-            main()
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return exc.value.code, out, err
-
-    return call
+def run(cli):
+    return lambda *args: cli("flow", *args)
 
 
 @pytest.fixture

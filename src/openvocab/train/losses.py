@@ -1,9 +1,13 @@
-"""Training losses of the Text4Vis paper (``../shared/papers/text4vis-revisiting-classifier.txt``).
+"""Training losses of the papers: Text4Vis (``../shared/papers/text4vis-revisiting-classifier.txt``), MOV and the
+open-vocabulary multi-label paper.
 
 * :func:`frozen_classifier_ce` — Eq. 3, the Text4Vis paradigm: cross-entropy over the scaled cosine similarity between
   the video embedding and a FROZEN classifier ``W~`` whose rows are the text embeddings of the class names (Eq. 6).
 * :func:`distributed_infonce` — Eq. 2 with the batch gathering of Appendix C.3 / Algorithm 1: the contrastive
   (ActionCLIP-style) paradigm that Text4Vis compares against in §4.3 "Ours vs. contrastive" (Table 9).
+* :func:`mov_loss` — MOV Eq. 9: the fused video and the fused flow/audio features, each against the frozen classes.
+* :func:`multilabel_bce` — the multi-label paper's Eq. 2: weighted binary cross-entropy of ``σ(cos/τ)`` over the
+  batch's ``4B`` classes (:func:`openvocab.train.samplers.batch_classes` builds them, §3.3).
 
 Reduction convention of :func:`distributed_infonce` (proven by ``tests/test_train_losses.py``): with M ranks each
 holding N pairs, rank k returns ``L_k`` = the mean over its N local rows of the two N·M-way cross-entropies, averaged
@@ -17,13 +21,16 @@ over the two directions. Then
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from openvocab.errors import InputError
 from openvocab.scoring import similarity_logits
 
-__all__ = ["distributed_infonce", "frozen_classifier_ce", "gather_with_grad", "mov_loss", "targets_from_labels"]
+__all__ = ["distributed_infonce", "frozen_classifier_ce", "gather_with_grad", "mov_loss", "multilabel_bce", "targets_from_labels"]
 
 
 def frozen_classifier_ce(
@@ -208,3 +215,48 @@ def distributed_infonce(
         all_labels = labels if world == 1 else _gather_no_grad(labels, group)
         targets = targets_from_labels(labels, all_labels).to(logits_vision.dtype)
     return 0.5 * (F.cross_entropy(logits_vision, targets) + F.cross_entropy(logits_text, targets))
+
+
+def multilabel_bce(video: Tensor, labels: Tensor, targets: Tensor, *, tau: float, negative_weight: float) -> Tensor:
+    """Weighted binary cross-entropy of open-vocabulary multi-label §3.3, Eq. 2
+    (``../shared/papers/open-vocabulary-multi-label.txt``).
+
+    ``s(ℓ, v) = cos(f_t(ℓ), f_v(v))`` (Eq. 1; both sides are L2-normalised here, through
+    :func:`openvocab.scoring.similarity_logits` with ``logit_scale = 1/τ``, the one scoring path), ``p = σ(s/τ)``, and
+
+        ``L = −(1/B) Σ_v [ Σ_{ℓ∈P(v)} log p(ℓ, v) + w Σ_{ℓ∈N(v)} log(1 − p(ℓ, v)) ]``
+
+    computed stably as ``log p = logsigmoid(s/τ)`` and ``log(1 − p) = logsigmoid(−s/τ)``.
+
+    Normalisation: Eq. 2 SUMS over the videos of the batch; this returns that sum divided by ``B`` (the mean over
+    videos), so the loss does not scale with the batch size. It is a constant factor ``1/B`` versus Eq. 2 (the
+    number of classes ``K`` is not divided out: every video contributes all of its ``K`` pairs).
+
+    Args:
+        video: ``(B, D)`` video embeddings ``f_v(v)`` (need not be normalised; gradients flow).
+        labels: ``(K, D)`` label embeddings ``f_t(ℓ)`` of the batch classes (need not be normalised; gradients flow,
+            NOT detached — Eq. 2 trains both encoders).
+        targets: ``(B, K)`` multi-hot, 1 where ``ℓ ∈ P(v)`` and 0 where ``ℓ ∈ N(v)`` (e.g. from
+            :func:`openvocab.train.samplers.batch_classes`).
+        tau: temperature ``τ > 0``.
+        negative_weight: ``w > 0``, the weight of the negative term only.
+
+    Returns:
+        A 0-d float32 tensor.
+    """
+    if video.ndim != 2 or labels.ndim != 2 or video.shape[1] != labels.shape[1]:
+        raise InputError(f"multilabel_bce needs video (B, D) and labels (K, D); got {tuple(video.shape)} and {tuple(labels.shape)}")
+    if video.shape[0] < 1:
+        raise InputError("multilabel_bce: the batch has no videos")
+    if tuple(targets.shape) != (video.shape[0], labels.shape[0]):
+        raise InputError(f"multilabel_bce: targets must be (B, K) = {(video.shape[0], labels.shape[0])}, got {tuple(targets.shape)}")
+    if not (math.isfinite(tau) and tau > 0):
+        raise InputError(f"multilabel_bce: tau must be > 0, got {tau}")
+    if not (math.isfinite(negative_weight) and negative_weight > 0):
+        raise InputError(f"multilabel_bce: negative_weight must be > 0, got {negative_weight}")
+    logits = similarity_logits(video, labels, logit_scale=1.0 / tau)  # s / τ, (B, K)
+    positive = targets.to(device=logits.device, dtype=logits.dtype)
+    if bool(((positive != 0) & (positive != 1)).any()):
+        raise InputError("multilabel_bce: targets must be multi-hot (only 0 and 1)")
+    per_pair = positive * F.logsigmoid(logits) + negative_weight * (1.0 - positive) * F.logsigmoid(-logits)
+    return -per_pair.sum() / video.shape[0]

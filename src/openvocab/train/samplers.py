@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from torch.utils.data import Sampler
 
 from openvocab.errors import InputError
 
-__all__ = ["ResumableDistributedSampler", "few_shot_indices", "repeat_to_length"]
+__all__ = ["ResumableDistributedSampler", "batch_classes", "few_shot_indices", "repeat_to_length"]
 
 log = logging.getLogger(__name__)
 
@@ -214,3 +214,69 @@ def repeat_to_length(indices: Sequence[int], target_len: int, *, seed: int = 0) 
     rounds = math.ceil(target_len / len(base))
     out = np.concatenate([base[rng.permutation(len(base))] for _ in range(rounds)])[:target_len]
     return [int(i) for i in out]
+
+
+def batch_classes(
+    positives: Sequence[Collection[int]],
+    *,
+    num_classes: int,
+    rng: np.random.Generator,
+    per_video: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class set and multi-hot targets of one multi-label training batch (open-vocabulary multi-label §3.3,
+    ``../shared/papers/open-vocabulary-multi-label.txt``).
+
+    For a batch of ``B`` videos with positive sets ``P(v)``: keep every distinct positive ``P_B = ∪_v P(v)`` and add
+    ``per_video·B − |P_B|`` negatives ``N_B`` drawn uniformly without replacement from the rest of the vocabulary
+    (``[0, num_classes) \\ P_B``, so a positive of ANY video in the batch is never a sampled negative). Every video is
+    then scored against all ``K`` classes: its positives are ``P(v)``, its negatives ``N(v) = (P_B ∪ N_B) \\ P(v)``.
+
+    Edges:
+
+    * ``|P_B| > per_video·B``: every positive is kept and no negative is sampled, ``K = |P_B|``;
+    * ``num_classes < per_video·B``: the whole vocabulary is used, ``K = num_classes`` (no draw is needed);
+    * a video without positives is allowed: all ``K`` of its entries are negatives;
+    * in general ``K = max(|P_B|, min(per_video·B, num_classes))``.
+
+    The draw uses only ``rng``, so a seeded generator gives the same batch.
+
+    Returns:
+        ``(classes, targets)``: ``classes`` ``(K,)`` int64 class ids sorted ascending, and ``targets`` ``(B, K)``
+        float32 with ``targets[i, j] = 1`` iff ``classes[j] ∈ P(v_i)``, else 0.
+
+    Raises:
+        InputError: an empty batch, ``num_classes < 1``, ``per_video < 1``, or a class id that is not an integer in
+            ``[0, num_classes)`` (one line naming the video and the id).
+    """
+    num_classes = int(num_classes)
+    per_video = int(per_video)
+    if num_classes < 1:
+        raise InputError(f"batch_classes: num_classes must be >= 1, got {num_classes}")
+    if per_video < 1:
+        raise InputError(f"batch_classes: per_video must be >= 1, got {per_video}")
+    if len(positives) == 0:
+        raise InputError("batch_classes: the batch has no videos")
+    sets: list[set[int]] = []
+    for video, classes in enumerate(positives):
+        ids: set[int] = set()
+        for class_id in classes:
+            if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)):
+                raise InputError(f"batch_classes: video {video} has a non-integer class id {class_id!r}")
+            if not 0 <= int(class_id) < num_classes:
+                raise InputError(f"batch_classes: video {video} has class id {int(class_id)} outside [0, {num_classes})")
+            ids.add(int(class_id))
+        sets.append(ids)
+    positive = np.array(sorted(set().union(*sets)), dtype=np.int64)
+    wanted = min(per_video * len(sets), num_classes)
+    num_negatives = max(0, wanted - positive.size)
+    if num_negatives:
+        eligible = np.setdiff1d(np.arange(num_classes, dtype=np.int64), positive, assume_unique=True)
+        negative = rng.choice(eligible, size=num_negatives, replace=False)
+        classes_out = np.sort(np.concatenate([positive, negative.astype(np.int64)]))
+    else:
+        classes_out = positive
+    targets = np.zeros((len(sets), classes_out.size), dtype=np.float32)
+    for row, ids in enumerate(sets):
+        if ids:
+            targets[row, np.searchsorted(classes_out, np.fromiter(ids, dtype=np.int64, count=len(ids)))] = 1.0
+    return classes_out, targets

@@ -8,12 +8,10 @@ Videos are empty placeholder files: the readers only check that they exist.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from openvocab.cli import main
 from openvocab.data import Manifest, VideoRecord, read_manifest
 from openvocab.data.splits import SPLIT_FILES, read_split_folder, split_classes, write_base_novel_split
 from openvocab.data.synth import SynthSpec, generate
@@ -25,15 +23,6 @@ FILES = ["base_classes.txt", "classes.txt", "novel_classes.txt", "novel_test.csv
 def _touch(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")
-
-
-def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["openvocab", "data", "split", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return exc.value.code, out, err
 
 
 @pytest.fixture
@@ -84,11 +73,11 @@ def test_impossible_splits_are_refused(kwargs: dict, message: str) -> None:
 
 
 # ---------------------------------------------------------------------- written folders
-def test_vggsound_split_files_round_trip(monkeypatch, capsys, vggsound_like, tmp_path: Path) -> None:
+def test_vggsound_split_files_round_trip(cli, vggsound_like, tmp_path: Path) -> None:
     csv_path, root, classes = vggsound_like
     out = tmp_path / "split"
     args = [str(csv_path), str(csv_path), str(out), "--format", "vggsound", "--root", str(root), "--novel", "155", "--seed", "3"]
-    code, stdout, err = _cli(monkeypatch, capsys, *args)
+    code, stdout, err = cli("data", "split", *args)
     assert code == 0, err
     assert (
         stdout.strip() == f"wrote a base/novel split of 309 classes (154 base, 155 novel, seed 3) to {out}: train 154, test 154, novel_test 155; 1 row skipped"
@@ -119,14 +108,14 @@ def test_vggsound_split_files_round_trip(monkeypatch, capsys, vggsound_like, tmp
     assert sorted(folder) == ["novel_test", "test", "train"] and len(folder["novel_test"]) == 155
     # the same seed writes the same bytes; another seed another split
     again = tmp_path / "again"
-    assert _cli(monkeypatch, capsys, *args[:2], str(again), *args[3:])[0] == 0
+    assert cli("data", "split", *args[:2], str(again), *args[3:])[0] == 0
     assert all((out / name).read_bytes() == (again / name).read_bytes() for name in FILES if name != "splits.json")
     other = tmp_path / "other"
-    assert _cli(monkeypatch, capsys, *args[:2], str(other), *args[3:-1], "4")[0] == 0
+    assert cli("data", "split", *args[:2], str(other), *args[3:-1], "4")[0] == 0
     assert (other / "novel_classes.txt").read_text() != (out / "novel_classes.txt").read_text()
 
 
-def test_kinetics_split_keeps_time_windows(monkeypatch, capsys, tmp_path: Path) -> None:
+def test_kinetics_split_keeps_time_windows(cli, tmp_path: Path) -> None:
     root = tmp_path / "k700"
     rows = ["label,youtube_id,time_start,time_end,split"]
     val = ["label,youtube_id,time_start,time_end,split"]
@@ -139,8 +128,8 @@ def test_kinetics_split_keeps_time_windows(monkeypatch, capsys, tmp_path: Path) 
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "validate.csv").write_text("\n".join(val) + "\n")
     out = tmp_path / "split"
-    code, stdout, err = _cli(
-        monkeypatch, capsys, str(tmp_path / "train.csv"), str(tmp_path / "validate.csv"), str(out), "--format", "kinetics", "--root", str(root), "--novel", "4"
+    code, stdout, err = cli(
+        "data", "split", str(tmp_path / "train.csv"), str(tmp_path / "validate.csv"), str(out), "--format", "kinetics", "--root", str(root), "--novel", "4"
     )
     assert code == 0, err
     assert stdout.strip() == f"wrote a base/novel split of 10 classes (6 base, 4 novel, seed 0) to {out}: train 6, test 6, novel_test 4"
@@ -206,24 +195,24 @@ def test_the_synthetic_benchmark_has_the_same_layout(tmp_path: Path) -> None:
         (["--novel", "5", "--format", "youtube"], "error: --format must be one of manifest"),
     ],
 )
-def test_cli_bad_options_give_one_error_line(monkeypatch, capsys, vggsound_like, tmp_path: Path, extra: list[str], message: str) -> None:
+def test_cli_bad_options_give_one_error_line(cli, vggsound_like, tmp_path: Path, extra: list[str], message: str) -> None:
     csv_path, root, _ = vggsound_like
     base = [str(csv_path), str(csv_path), str(tmp_path / "out")]
     fmt = [] if "--format" in extra else ["--format", "vggsound"]
-    code, out, err = _cli(monkeypatch, capsys, *base, *fmt, "--root", str(root), *extra)
+    code, out, err = cli("data", "split", *base, *fmt, "--root", str(root), *extra)
     assert code == 2 and out == ""
     assert [line for line in err.splitlines() if line.startswith("error:")] == [err.splitlines()[-1]]
     assert message in err.splitlines()[-1]
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_bad_inputs_give_one_error_line(monkeypatch, capsys, tmp_path: Path) -> None:
-    code, out, err = _cli(monkeypatch, capsys, str(tmp_path / "nope.csv"), str(tmp_path / "nope.csv"), str(tmp_path / "out"), "--novel", "2")
+def test_cli_bad_inputs_give_one_error_line(cli, tmp_path: Path) -> None:
+    code, out, err = cli("data", "split", str(tmp_path / "nope.csv"), str(tmp_path / "nope.csv"), str(tmp_path / "out"), "--novel", "2")
     assert code == 2 and err.strip() == f"error: {tmp_path / 'nope.csv'}: manifest not found"
     (tmp_path / "k.csv").write_text("label,youtube_id,time_start,time_end,split\n")
-    code, out, err = _cli(monkeypatch, capsys, str(tmp_path / "k.csv"), str(tmp_path / "k.csv"), str(tmp_path / "out"), "--novel", "2", "--format", "kinetics")
+    code, out, err = cli("data", "split", str(tmp_path / "k.csv"), str(tmp_path / "k.csv"), str(tmp_path / "out"), "--novel", "2", "--format", "kinetics")
     assert code == 2 and err.strip() == "error: data.format=kinetics needs data.root (the folder holding the videos)"
     (tmp_path / "videos").mkdir()
     args = [str(tmp_path / "k.csv"), str(tmp_path / "k.csv"), str(tmp_path / "out"), "--novel", "2", "--format", "kinetics", "--root", str(tmp_path / "videos")]
-    code, out, err = _cli(monkeypatch, capsys, *args)
+    code, out, err = cli("data", "split", *args)
     assert code == 2 and err.strip() == "error: no usable videos in kinetics k (it lists none)"

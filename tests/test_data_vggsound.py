@@ -6,12 +6,10 @@ Videos are empty placeholder files: the reader only checks that they exist.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from openvocab.cli import main
 from openvocab.data import read_vggsound_csv
 from openvocab.data.manifests import read_vggsound_csv as reexported
 from openvocab.errors import InputError
@@ -101,18 +99,15 @@ def test_header_fixed_vocabulary_and_no_file_check(vggsound, tmp_path: Path) -> 
         read_vggsound_csv(tmp_path / "missing.csv", root=root)
 
 
-def test_vggsound_format_in_recipes_and_data_check(vggsound, monkeypatch, capsys) -> None:
+def test_vggsound_format_in_recipes_and_data_check(vggsound, cli) -> None:
     csv_path, root = vggsound
     cfg = load_config(None, ["data.format=vggsound", f"data.train={csv_path}", f"data.val={csv_path}", f"data.root={root}"])
     assert cfg.data.format == "vggsound"
     where = DataConfig(format="vggsound", train=str(csv_path), val=str(csv_path), root=str(root))
     assert [r.row for r in read_split(where, "train").records] == [2, 3]
     assert [r.row for r in read_split(where, "val").records] == [1]  # the test rows
-    monkeypatch.setattr(sys, "argv", ["openvocab", "data", "check", str(csv_path), "--kind", "vggsound", "--root", str(root), "--split", "test"])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
+    code, out, err = cli("data", "check", str(csv_path), "--kind", "vggsound", "--root", str(root), "--split", "test")
     # rows of the train split are left out silently; rows whose split is unknown are problems whichever is read
-    assert exc.value.code == 1 and out.strip() == "vggsound vggsound [test]: 1 video, 4 classes, 3 rows skipped (2 malformed rows, 1 missing file)"
+    assert code == 1 and out.strip() == "vggsound vggsound [test]: 1 video, 4 classes, 3 rows skipped (2 malformed rows, 1 missing file)"
     assert [line.split(": ", 2)[1] for line in err.splitlines()] == [f"{csv_path}:{n}" for n in (5, 9, 11)]
     assert err.splitlines()[-1] == f"skipped: {csv_path}:11: missing file: no yz__000007.mp4 or other yz_ video in {root.absolute()}"

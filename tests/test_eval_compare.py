@@ -4,12 +4,10 @@ predictions CSVs, refusal of CSVs that cover different videos, the bar chart, an
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from openvocab.cli import main
 from openvocab.errors import InputError
 from openvocab.eval.compare import ClassGain, class_gains, gain_report, per_class_accuracy, read_predictions, summarise_gains
 
@@ -120,25 +118,16 @@ def test_gain_plot_is_a_valid_png(pair, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- openvocab evaluate --baseline
-def _evaluate(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["openvocab", "evaluate", *args])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return exc.value.code, out, err
-
-
-def test_evaluate_bad_gain_options_give_one_error_line(monkeypatch, capsys, tmp_path: Path) -> None:
+def test_evaluate_bad_gain_options_give_one_error_line(cli, tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("path,label\nx.mp4,a\n")
-    code, out, err = _evaluate(monkeypatch, capsys, str(tmp_path / "m.csv"), "--gain-plot", str(tmp_path / "g.png"))
+    code, out, err = cli("evaluate", str(tmp_path / "m.csv"), "--gain-plot", str(tmp_path / "g.png"))
     assert code == 2 and out == "" and err.strip() == "error: --gain-plot needs --baseline (the predictions CSV to compare against)"
-    code, out, err = _evaluate(monkeypatch, capsys, str(tmp_path / "m.csv"), "--baseline", str(tmp_path / "nope.csv"))
+    code, out, err = cli("evaluate", str(tmp_path / "m.csv"), "--baseline", str(tmp_path / "nope.csv"))
     assert code == 2 and out == "" and err.strip().startswith(f"error: {tmp_path / 'nope.csv'}: cannot read the predictions CSV")
     assert len(err.strip().splitlines()) == 1
 
 
-def test_evaluate_against_a_baseline(monkeypatch, capsys, tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_evaluate_against_a_baseline(cli, tmp_path: Path, tiny_model_dir: Path) -> None:
     from openvocab.data.synth import SynthSpec, generate
 
     spec = SynthSpec(shapes=("circle",), colours=("red", "blue"), motions=("left",), label_factors=("colour",), clips_per_class=2, frames=2, size=32)
@@ -150,7 +139,7 @@ def test_evaluate_against_a_baseline(monkeypatch, capsys, tmp_path: Path, tiny_m
     rows = "".join(f"{(synth / r[0]).absolute()},{r[1]},{r[1]},1.0\n" for r in test)
     (tmp_path / "oracle.csv").write_text(HEADER + rows)
     args = [str(synth / "test.csv"), "--model", str(tiny_model_dir), "--frames", "2", "--workers", "0"]
-    code, out, err = _evaluate(monkeypatch, capsys, *args, "--baseline", str(tmp_path / "oracle.csv"), "--gain-plot", str(tmp_path / "gains.png"))
+    code, out, err = cli("evaluate", *args, "--baseline", str(tmp_path / "oracle.csv"), "--gain-plot", str(tmp_path / "gains.png"))
     assert code == 0, err
     result = json.loads(out)
     gains = result["class_gains"]

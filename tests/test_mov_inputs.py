@@ -332,7 +332,10 @@ def test_mov_score_chooses_the_rule_by_vocabulary_and_averages_per_view_probabil
     tuned = by_hand(lambda e: mov_novel_probabilities(e[1], e[2], classes, tau_other=tau, tau_video=0.05, beta=0.5))
     torch.testing.assert_close(score(videos, classes), tuned, atol=1e-6, rtol=1e-5)
 
-    score_fusion = SimpleNamespace(fused_outputs=True, class_names=CLASSES, fusion=SimpleNamespace(base_rule="mean"), logit_scale=10.0)
+    from dataclasses import replace
+
+    spec = _mov_spec("audio", audio_seconds=SECONDS)
+    score_fusion = create_recognizer(replace(spec, head=replace(spec.head, logit_scale=10.0), fusion="score"), class_names=CLASSES)
     score, rule = mov_score(score_fusion, ["high tone"])
     assert rule == "base-mean"
     mean = by_hand(lambda e: 0.5 * (mov_base_probabilities(e[0], classes, tau=0.1) + mov_base_probabilities(e[1], classes, tau=0.1)))

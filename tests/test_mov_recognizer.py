@@ -405,14 +405,7 @@ def test_a_trained_mov_run_loads_with_equal_outputs_and_without_the_frozen_rgb_t
 @pytest.mark.parametrize(
     "overrides", [["model.flow.train_last_blocks=5"], ["model.audio.model=random:tiny", "model.audio.input=audio"]], ids=["last-blocks", "three-streams"]
 )
-def test_openvocab_train_refuses_an_impossible_mov_recipe_in_one_line(overrides, motion_data, tmp_path, monkeypatch, capsys):
-    import sys
-
-    from openvocab.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["openvocab", "train", str(FLOW_RECIPE), *_run_overrides(motion_data, tmp_path / "run"), *overrides])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    out, err = capsys.readouterr()
-    assert exc.value.code == 2 and "Traceback" not in err + out
+def test_openvocab_train_refuses_an_impossible_mov_recipe_in_one_line(overrides, motion_data, tmp_path, cli):
+    code, out, err = cli("train", str(FLOW_RECIPE), *_run_overrides(motion_data, tmp_path / "run"), *overrides)
+    assert code == 2 and "Traceback" not in out
     assert [line for line in err.splitlines() if line.startswith("error:")], err

@@ -413,18 +413,14 @@ class VideoClassifier:
         if len(emb.streams) < len(rec.streams):
             why = "; ".join(emb.missing.values()) or "not requested (--modalities)"
             return "video only: zero-shot CLIP on the frozen video feature", None, [f"{name}: scored from the video alone ({why})"]
-        trained = {_norm(c) for c in rec.class_names}
-        if trained and all(_norm(label) in trained for label in labels):
-            kind = "base-mean" if rec.fusion.base_rule == "mean" else "base"
-            title = "base classes: MOV Eq. 10" if kind == "base" else "base classes: score fusion (MOV Table 5)"
-        else:
-            kind, title = "novel", f"novel classes: MOV Eq. 11-12 (beta {self.mov_beta:g}, tau_v {self.mov_tau_video:g})"
+        kind = rec.mov_rule(labels)
+        title = {
+            "base": "base classes: MOV Eq. 10",
+            "base-mean": "base classes: score fusion (MOV Table 5)",
+            "novel": f"novel classes: MOV Eq. 11-12 (beta {self.mov_beta:g}, tau_v {self.mov_tau_video:g})",
+        }[kind]
         rule = functools.partial(mov_probabilities, rule=kind, tau=tau, tau_video=self.mov_tau_video, beta=self.mov_beta)
         return title, rule, []
-
-
-def _norm(label: str) -> str:
-    return " ".join(str(label).lower().split())
 
 
 def _ranked(probs: torch.Tensor, labels: list[str], k: int) -> list[LabelScore]:

@@ -105,9 +105,7 @@ def mov_score(model, names: Sequence[str], *, beta: float | None = None, tau_vid
 
     if not getattr(model, "fused_outputs", False):
         return None, None
-    trained = {" ".join(c.lower().split()) for c in model.class_names}
-    base = bool(trained) and all(" ".join(n.lower().split()) in trained for n in names)
-    rule = ("base-mean" if model.fusion.base_rule == "mean" else "base") if base else "novel"
+    rule = model.mov_rule(names)
     probs = functools.partial(
         mov_probabilities,
         rule=rule,

@@ -18,7 +18,7 @@ Build recognisers with :func:`openvocab.models.factory.create_recognizer` / ``lo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -94,6 +94,10 @@ def _train_last_blocks(backbone: ClipBackbone, k: int) -> None:
         layer.requires_grad_(True)
     backbone.clip.vision_model.post_layernorm.requires_grad_(True)
     backbone.clip.visual_projection.requires_grad_(True)
+
+
+def _norm_label(label: str) -> str:
+    return " ".join(str(label).lower().split())
 
 
 class VideoRecognizer(nn.Module):
@@ -211,6 +215,17 @@ class VideoRecognizer(nn.Module):
             p = 0.5 * (self.head(fused.video).float().softmax(-1) + self.head(fused.other).float().softmax(-1))
             return p.clamp_min(1e-12).log()
         return self.head(fused.video)
+
+    def mov_rule(self, labels: Sequence[str]) -> str:
+        """MOV's probability rule for a label list (:func:`openvocab.scoring.mov_probabilities`): every label a training
+        class (case and spacing aside) -> the base rule, Eq. 10 (``"base-mean"`` for Table 5's score fusion); any
+        other label -> ``"novel"``, Eq. 11-12 over the whole list. ``classify`` and ``evaluate`` both ask here."""
+        if not self.fused_outputs:
+            raise ValueError("mov_rule needs a MOV fusion (mov or score)")
+        trained = {_norm_label(c) for c in self.class_names}
+        if trained and all(_norm_label(label) in trained for label in labels):
+            return "base-mean" if self.fusion.base_rule == "mean" else "base"
+        return "novel"
 
     def embed_frames(self, frames: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """Frame features ``{stream: (..., T, D_s)}`` (a tensor for one stream) -> video embeddings ``(..., D')`` in

@@ -38,6 +38,11 @@ class StreamSpec:
     # how the stream's input is made from a plain video file (input flow / audio; ignored for rgb)
     flow_method: str = "tvl1"  # io.choices.FLOW_METHODS
     audio_seconds: float = 8.0  # MOV §4.2: an 8 s crop, a 128 x 800 spectrogram
+    # temporal parallel / serial (open-vocabulary multi-label §3.2, Fig. 4): the branch runs beside the last
+    # ``branch_blocks`` (T) blocks of the frozen vision tower; ``weight_reg`` is λ of the stochastic weight
+    # regularisation θ = α·θ_ft + (1 − α)·θ_frozen, α ~ U(0, λ), on its spatial layers (0 = off, Table 3b)
+    branch_blocks: int = 4
+    weight_reg: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token_t1d_blocks", tuple(int(b) for b in self.token_t1d_blocks))
@@ -62,8 +67,31 @@ class HeadSpec:
     # CLIP-Adapter (MOV Table 1-2 baseline): bottleneck reduction of the adapters and the residual ratio
     adapter_reduction: int = 4
     adapter_ratio: float = 0.2
+    # trained with the multi-label loss (open-vocabulary multi-label Eq. 2, p = σ(s/τ) with 1/τ = logit_scale): the
+    # run's own multi-label scores are σ(logit_scale · cos) until `openvocab calibrate` saves a calibration
+    multi_label: bool = False
+    # LLM-guided label encoders (classifier llm-attributes / llm-prompt, §3.1): the T5 / Flan-T5 hub id or directory,
+    # N learnable prefixes, K soft attributes of L tokens, the LLM -> CLIP connector and how the LLM is adapted
+    llm: str | None = None
+    llm_prefixes: int = 4
+    llm_attributes: int = 5
+    llm_attribute_tokens: int = 5
+    llm_connector: str = "transformer"  # transformer (the prompt transformer) | mlp | linear (Table 10)
+    llm_adaptation: str = "prefix"  # prefix (N learnable prefixes) | lora (Table 10)
+    llm_lora_rank: int = 2
 
-    ARCH_FIELDS = ("classifier", "num_classes", "classifier_dim", "train_text")
+    ARCH_FIELDS = (
+        "classifier",
+        "num_classes",
+        "classifier_dim",
+        "train_text",
+        "llm_prefixes",
+        "llm_attributes",
+        "llm_attribute_tokens",
+        "llm_connector",
+        "llm_adaptation",
+        "llm_lora_rank",
+    )
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ class StreamConfig:
     train_last_blocks: int = 0  # with train_backbone: only the last k vision blocks train (MOV Table 6); 0 = all
     flow_method: str = "tvl1"  # input flow: tvl1 (MOV) | dis | farneback (io.choices.FLOW_METHODS)
     audio_seconds: float = 8.0  # input audio: crop length in seconds (MOV §4.2: 8 s, a 128 x 800 spectrogram)
+    branch_blocks: int = 4  # temporal parallel / serial: the branch spans the tower's last T blocks (multi-label §3.2)
+    weight_reg: float = 0.5  # temporal parallel / serial: λ of the stochastic weight regularisation (0 = off, Table 3b)
 
 
 STREAM_KEYS = tuple(f.name for f in dataclasses.fields(StreamConfig))
@@ -61,6 +63,13 @@ class ModelConfig:
     context_tokens: int = 16  # classifier coop: learned context vectors (CoOp)
     adapter_reduction: int = 4  # classifier adapter: bottleneck reduction (CLIP-Adapter)
     adapter_ratio: float = 0.2  # classifier adapter: residual ratio (CLIP-Adapter)
+    llm: str | None = None  # classifier llm-attributes / llm-prompt: a T5 / Flan-T5 hub id or directory (multi-label §3.1)
+    llm_prefixes: int = 4  # N learnable LLM prefixes (§4.3)
+    llm_attributes: int = 5  # K soft attributes per prefix (§4.3)
+    llm_attribute_tokens: int = 5  # L tokens per soft attribute (§4.3)
+    llm_connector: str = "transformer"  # transformer | mlp | linear (Table 10)
+    llm_adaptation: str = "prefix"  # prefix | lora (Table 10)
+    llm_lora_rank: int = 2
     # a previous `openvocab train` run (or one of its step_* checkpoints) whose video side -- vision tower, temporal
     # module, TokenT1D/T1D -- initialises this run before step 0 (not a resume: fresh optimiser, schedule, head)
     init_from: str | None = None
@@ -100,6 +109,9 @@ class DataConfig:
     randaugment_m: int = 9
     size: int = 0  # 0 = the model's input size
     flow_cache: str | None = None  # `openvocab flow extract` output; flow is computed on the fly where absent
+    min_class_count: int = 0  # training vocabulary: drop classes with fewer training videos (multi-label §4.1)
+    block_list: str | None = None  # training vocabulary: a file of class names to drop (one a line; §4.1 video game titles)
+    classes_per_video: int = 4  # optim.loss=bce: each batch scores this many classes per video (4B, multi-label §3.3)
 
 
 @dataclass
@@ -116,6 +128,9 @@ class OptimConfig:
     loss: str = "ce"  # ce (frozen classifier, Eq. 3) | infonce (contrastive baseline, Eq. 2 / Algorithm 1)
     max_grad_norm: float = 0.0
     mov_alpha: float = 0.5  # MOV Eq. 9: weight of the fused-video term (fusion mov / score)
+    bce_tau: float = 0.07  # optim.loss=bce: τ of p = σ(s/τ) (multi-label Eq. 2)
+    negative_weight: float = 1.0  # optim.loss=bce: w, the weight of the negative terms (Eq. 2)
+    reg_weight: float = 1e-6  # temporal parallel / serial: weight of the prediction-matching term (multi-label K.2)
 
 
 @dataclass
@@ -164,6 +179,8 @@ class TrainConfig:
                 train_last_blocks=s.train_last_blocks,
                 flow_method=s.flow_method,
                 audio_seconds=s.audio_seconds,
+                branch_blocks=s.branch_blocks,
+                weight_reg=s.weight_reg,
             )
             for name, s in m.streams.items()
         }
@@ -178,6 +195,14 @@ class TrainConfig:
             context_tokens=m.context_tokens,
             adapter_reduction=m.adapter_reduction,
             adapter_ratio=m.adapter_ratio,
+            multi_label=self.optim.loss == "bce",
+            llm=m.llm,
+            llm_prefixes=m.llm_prefixes,
+            llm_attributes=m.llm_attributes,
+            llm_attribute_tokens=m.llm_attribute_tokens,
+            llm_connector=m.llm_connector,
+            llm_adaptation=m.llm_adaptation,
+            llm_lora_rank=m.llm_lora_rank,
         )
         return RecognizerSpec(streams=streams, head=head, fusion=m.fusion)
 
@@ -341,7 +366,7 @@ def _choices() -> dict[tuple[str, str], tuple[str, ...]]:
         ("data", "sampler"): SAMPLERS.names(),
         ("data", "val_mode"): ("segments", "videos"),
         ("optim", "precision"): ("auto", "fp32", "bf16", "fp16"),
-        ("optim", "loss"): ("ce", "infonce"),
+        ("optim", "loss"): ("ce", "infonce", "bce"),
     }
 
 

@@ -187,11 +187,12 @@ class TrainConfig:
         head = HeadSpec(
             classifier=m.classifier,
             num_classes=num_classes,
-            train_text=m.text_online and self.optim.loss == "infonce",
+            train_text=m.text_online and self.optim.loss in ("infonce", "bce"),
             prompts=m.prompts,
             template=m.template,
             sentence_encoder=m.sentence_encoder,
-            logit_scale=m.logit_scale,
+            # the BCE's p = σ(s/τ) (multi-label Eq. 2): the head's scale is 1/τ, so scores and loss share one temperature
+            logit_scale=m.logit_scale if m.logit_scale is not None or self.optim.loss != "bce" else 1.0 / self.optim.bce_tau,
             context_tokens=m.context_tokens,
             adapter_reduction=m.adapter_reduction,
             adapter_ratio=m.adapter_ratio,
@@ -406,6 +407,8 @@ def validate(cfg: TrainConfig, *, where: str) -> TrainConfig:
             raise InputError(f"{where}: {section}.{key} must be >= 1")
     if cfg.optim.lr <= 0 or cfg.optim.min_lr < 0 or cfg.optim.min_lr > cfg.optim.lr:
         raise InputError(f"{where}: need 0 <= optim.min_lr <= optim.lr and optim.lr > 0")
+    if cfg.optim.bce_tau <= 0 or cfg.optim.negative_weight <= 0 or cfg.data.classes_per_video < 1:
+        raise InputError(f"{where}: need optim.bce_tau > 0, optim.negative_weight > 0 and data.classes_per_video >= 1")
     if cfg.data.val_mode == "videos" and cfg.data.format != "activitynet":
         raise InputError(f"{where}: data.val_mode=videos needs data.format=activitynet (got '{cfg.data.format}')")
     return cfg

@@ -42,8 +42,8 @@ from openvocab.models.recognizer import VideoRecognizer
 from openvocab.models.spec import RecognizerSpec
 from openvocab.train.config import TrainConfig, save_config
 from openvocab.train.data_setup import load_splits
-from openvocab.train.losses import distributed_infonce, mov_loss
-from openvocab.train.samplers import ResumableDistributedSampler, few_shot_indices, repeat_to_length
+from openvocab.train.losses import distributed_infonce, mov_loss, multilabel_bce
+from openvocab.train.samplers import ResumableDistributedSampler, batch_classes, few_shot_indices, repeat_to_length
 from openvocab.train.schedule import build_adamw, cosine_with_warmup
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,14 @@ class _ClassTexts:
 
 
 def _loss(
-    cfg: TrainConfig, train_model: torch.nn.Module, model: VideoRecognizer, inputs: dict, target: torch.Tensor, texts: _ClassTexts | None = None
+    cfg: TrainConfig,
+    train_model: torch.nn.Module,
+    model: VideoRecognizer,
+    inputs: dict,
+    target: torch.Tensor,
+    texts: _ClassTexts | None = None,
+    *,
+    rng: np.random.Generator | None = None,
 ) -> torch.Tensor:
     """CE on the frozen classifier (Eq. 3), or InfoNCE of each video against its class text (Eq. 2 / Alg. 1),
     with the text encoder offline (the frozen class embeddings) or online (re-encoded and trained each step).
@@ -229,6 +236,8 @@ def _loss(
             raise InputError(f"model.fusion={model.spec.fusion} trains with MOV's loss (Eq. 9); optim.loss must be ce")
         out = train_model(inputs, embed=True)
         return mov_loss(out.video.float(), out.other.float(), model.head.weight, target, alpha=cfg.optim.mov_alpha, tau=1.0 / model.head.logit_scale)
+    if cfg.optim.loss == "bce":
+        return _bce_loss(cfg, train_model, model, inputs, target, texts, rng=rng)
     if cfg.optim.loss == "ce":
         return F.cross_entropy(train_model(inputs).float(), target)
     if cfg.optim.loss == "infonce":
@@ -239,7 +248,40 @@ def _loss(
         else:
             video, text = train_model(inputs, embed=True), model.head.weight[target]
         return distributed_infonce(video.float(), text.float(), logit_scale=model.head.logit_scale, labels=target)
-    raise InputError(f"unknown optim.loss '{cfg.optim.loss}' (ce, infonce)")
+    raise InputError(f"unknown optim.loss '{cfg.optim.loss}' (ce, infonce, bce)")
+
+
+def _bce_loss(
+    cfg: TrainConfig, train_model: torch.nn.Module, model: VideoRecognizer, inputs: dict, target: torch.Tensor, texts, *, rng: np.random.Generator | None
+) -> torch.Tensor:
+    """The multi-label objective (open-vocabulary multi-label §3.3): the batch's ``4B`` classes (every positive of
+    the batch plus sampled negatives, :func:`batch_classes`), their label embeddings -- from the head's label encoder
+    WITH gradients when it learns (LLM prompting), online CLIP text for the ViFi-CLIP baseline, else the frozen rows
+    -- and the weighted BCE of Eq. 2 at ``τ = 1/logit_scale`` (``optim.bce_tau``). A temporal branch's
+    prediction-matching term (§3.2) is added with weight ``optim.reg_weight``."""
+    if model.fused_outputs:
+        raise InputError(f"optim.loss=bce: model.fusion={model.spec.fusion} trains with MOV's loss (Eq. 9); use optim.loss=ce")
+    if not getattr(model.head, "scores_by_similarity", False):
+        raise InputError(f"optim.loss=bce scores labels by similarity; model.classifier={model.spec.classifier} has no label embeddings")
+    positives = [torch.nonzero(row).flatten().tolist() for row in target.detach().cpu()]
+    classes, targets = batch_classes(positives, num_classes=target.shape[1], rng=rng or np.random.default_rng(), per_video=cfg.data.classes_per_video)
+    index = torch.as_tensor(classes, device=target.device)
+    if texts is not None:  # ViFi-CLIP: both towers learn, the batch classes' texts are encoded online
+        video, labels = train_model(inputs, embed=True, text=texts(index, target.device))
+    else:
+        video = train_model(inputs, embed=True)
+        embed_rows = getattr(model.head, "class_embeddings", None)
+        labels = embed_rows(index) if embed_rows is not None else model.head.weight[index]
+    loss = multilabel_bce(
+        video.float(), labels.float(), torch.as_tensor(targets, device=video.device), tau=1.0 / model.logit_scale, negative_weight=cfg.optim.negative_weight
+    )
+    return loss + _auxiliary(cfg, model)
+
+
+def _auxiliary(cfg: TrainConfig, model: VideoRecognizer):
+    """``optim.reg_weight`` × the recogniser's recorded auxiliary terms (a temporal branch's prediction matching)."""
+    aux = getattr(model, "auxiliary_loss", None)
+    return cfg.optim.reg_weight * aux() if aux is not None else 0.0
 
 
 @torch.inference_mode()
@@ -250,8 +292,13 @@ def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -
     mean-class accuracy, a single-label metric, is left out. ``map``: the mean over classes with a positive video
     of each class's average precision (ActivityNet's metric, Text4Vis Table 2)."""
     from openvocab.eval.metrics import mean_average_precision, mean_class_accuracy, topk_accuracy
+    from openvocab.eval.multilabel import aupr, peak_f1
     from openvocab.scoring import view_probabilities
 
+    refresh = getattr(model.head, "refresh", None)
+    if refresh is not None:  # a learning label encoder: W̃ follows it
+        refresh()
+    multi_label = bool(model.spec.head.multi_label)  # trained with Eq. 2: independent sigmoids σ(s/τ), not a softmax
     model.eval()
     scores, targets = [], []
     for batch in loader:
@@ -260,7 +307,7 @@ def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -
         first = next(iter(batch["inputs"].values()))  # (B, C, V, T, ...)
         b, c, v = first.shape[:3]
         logits = model({k: x.to(device).reshape(b * c * v, *x.shape[3:]) for k, x in batch["inputs"].items()})
-        scores.append(view_probabilities(logits.float().reshape(b, c * v, -1)).cpu())
+        scores.append(view_probabilities(logits.float().reshape(b, c * v, -1), multi_label=multi_label, bias=0.0).cpu())
         targets.append(batch["target"])
     if not scores:
         return {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan"), "map": float("nan"), "videos": 0}
@@ -269,7 +316,11 @@ def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -
     result = {"top1": acc[1], "top5": acc[min(5, s.shape[1])]}
     if t.ndim == 1:
         result["mean_class"] = mean_class_accuracy(s, t, num_classes=s.shape[1])
-    return {**result, "map": mean_average_precision(s, t), "videos": int(t.shape[0])}
+    result = {**result, "map": mean_average_precision(s, t), "videos": int(t.shape[0])}
+    if t.ndim == 2:  # multi-label metrics (multi-label §4.4): micro AUPR over video-label pairs, peak F1
+        f1, threshold = peak_f1(s.numpy(), t.numpy())
+        result.update(aupr=aupr(s.numpy(), t.numpy()), peak_f1=f1, peak_f1_threshold=threshold)
+    return result
 
 
 def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None] | None = None) -> dict:
@@ -350,7 +401,8 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None
                 continue
             with _autocast(cfg, device):
                 inputs = {k: x.to(device) for k, x in batch["inputs"].items()}
-                loss = _loss(cfg, train_model, model, inputs, batch["target"].to(device), texts)
+                rng = np.random.default_rng([cfg.run.seed, dist.rank, epoch, micro])  # the batch's negatives: exact on resume
+                loss = _loss(cfg, train_model, model, inputs, batch["target"].to(device), texts, rng=rng)
             scaler.scale(loss / cfg.optim.accumulation).backward()
             sampler.advance(len(batch["index"]) + batch["dropped"])
             micro += 1
@@ -370,9 +422,12 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None
                 _append_jsonl(metrics_path, row)
                 report(step, total_steps, row["loss"])
             last_of_epoch = micro >= batches_per_epoch
-            if dist.main and (
+            will_save = dist.main and (
                 (cfg.run.save_every_steps and step % cfg.run.save_every_steps == 0) or (not cfg.run.save_every_steps and last_of_epoch) or step >= total_steps
-            ):
+            )
+            if will_save:
+                if getattr(model.head, "refresh", None) is not None:  # a learning label encoder: store W̃ as it now encodes
+                    model.head.refresh()
                 save_checkpoint(
                     out,
                     model=model,
@@ -422,14 +477,25 @@ def _build_loaders(cfg: TrainConfig, dist: DistInfo, model: VideoRecognizer, rec
         )
     train_spec = SamplerSpec(kind=d.sampler, frames=d.frames, stride=d.stride)  # type: ignore[arg-type]
     inputs = model.spec.input_settings(flow_cache=d.flow_cache)
-    train_ds = VideoClipDataset(records, sampler=train_spec, clip=clip, train=True, augment=augment, seed=cfg.run.seed, inputs=inputs)
+    multi_label = cfg.optim.loss == "bce"  # multi-hot targets: the batch's positives and sampled negatives (§3.3)
+    train_ds = VideoClipDataset(
+        records,
+        sampler=train_spec,
+        clip=clip,
+        train=True,
+        augment=augment,
+        seed=cfg.run.seed,
+        inputs=inputs,
+        multi_label=multi_label,
+        num_classes=model.num_classes,
+    )
     sampler = ResumableDistributedSampler(len(train_ds), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.run.seed)
     loader = DataLoader(train_ds, batch_size=d.batch_size, sampler=sampler, num_workers=d.workers, collate_fn=collate_skip_failed, persistent_workers=False)
     val_loader = None
     if val_m is not None:
         t, c = parse_views(d.views)
         val_spec = SamplerSpec(kind=d.sampler, frames=d.frames, stride=d.stride, temporal_views=t, spatial_crops=c)  # type: ignore[arg-type]
-        multi = any(len(r.labels) > 1 for r in val_m.records)  # untrimmed videos with several labels: multi-hot
+        multi = multi_label or any(len(r.labels) > 1 for r in val_m.records)  # several labels per video: multi-hot
         val_ds = VideoClipDataset(val_m.records, sampler=val_spec, clip=clip, train=False, multi_label=multi, num_classes=len(val_m.classes), inputs=inputs)
         val_loader = DataLoader(val_ds, batch_size=d.batch_size, num_workers=d.workers, collate_fn=collate_skip_failed)
     return train_ds, sampler, loader, val_loader

@@ -196,6 +196,10 @@ class CoopClassifier(nn.Module):
     def embed(self, video: torch.Tensor) -> torch.Tensor:
         return video
 
+    def class_embeddings(self, indices: torch.Tensor) -> torch.Tensor:
+        """The rows of training classes ``indices`` with gradients (the multi-label trainer's batch classes)."""
+        return self.label_encoder([self.class_names[i] for i in indices.tolist()])
+
     def forward(self, video: torch.Tensor, label_embeddings: torch.Tensor | None = None) -> torch.Tensor:
         if label_embeddings is None:
             if not self.class_names:

@@ -3,8 +3,8 @@
 
 ActivityNet has 200 classes over untrimmed 5-10 minute YouTube videos; each video lists labelled segments. Two
 protocols read the same file: ``mode="segments"`` (one record per annotated segment, with its window: the
-trimmed-clip protocol) and ``mode="videos"`` (one record per video with all its distinct labels, no window: the
-untrimmed video-level protocol).
+trimmed-clip protocol) and ``mode="videos"`` (one record per video with all its distinct labels, no window, its
+annotations as labelled segments: the untrimmed video-level, multi-label protocol).
 
 Like the other readers a bad entry never raises: it is a :class:`~openvocab.data.records.RowProblem`. The JSON has
 no lines, so ``row`` is the 1-based position of the video in the database (over all subsets, in file order) and the
@@ -30,6 +30,7 @@ from openvocab.data.records import (
     LabelCollector,
     Manifest,
     RowProblem,
+    Segment,
     VideoRecord,
     check_window,
     parse_time,
@@ -75,6 +76,10 @@ def read_activitynet(
     ``.mp4``, ``.mkv``, ``.webm``, any other video suffix, or a frame folder. With ``check_files=False`` no folder
     is read and paths are ``{video_root}/v_<id>.mp4``.
 
+    In ``videos`` mode each record's ``segments`` are its annotations (one :class:`~openvocab.data.records.Segment`
+    per annotation, single-label, in file order, times in seconds of the video), so the multi-label video keeps
+    where each action happens.
+
     Problems (the entry or annotation is skipped): ``malformed row`` (an entry or annotation of the wrong shape),
     ``missing label`` (no annotations in a labelled subset, or an empty label), ``unknown label``, ``bad time
     range`` (end <= start, negative, or past ``duration`` + 1 s) and ``missing file``.
@@ -115,9 +120,12 @@ def read_activitynet(
             message = f"missing file: no v_{video_id}.* or {video_id}.* video or frame folder under {root}"
             problems.append(RowProblem(source, position, message, MISSING_FILE))
             continue
-        if mode == "videos" or not annotations:
+        if not annotations:
+            pending.append((VideoRecord(str(video), (), None, None, position), []))
+        elif mode == "videos":  # all distinct labels; every annotation kept as a labelled segment, in file order
             labels = [label for _, _, label in annotations]
-            pending.append((VideoRecord(str(video), (), None, None, position), labels))
+            segments = tuple(Segment(start, end, ()) for start, end, _ in annotations)
+            pending.append((VideoRecord(str(video), (), None, None, position, segments), labels, [[label] for label in labels]))
         else:
             for start, end, label in annotations:
                 pending.append((VideoRecord(str(video), (), start, end, position), [label]))

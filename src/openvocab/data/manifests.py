@@ -7,7 +7,7 @@ an optional time window), the class vocabulary (index -> raw class name), the ro
 in :mod:`openvocab.data.records`).
 
 Readers: :func:`read_manifest` for openvocab's generic CSV / JSONL format (also what :mod:`openvocab.data.synth`
-writes), and, re-exported from :mod:`openvocab.data.official`, :func:`read_kinetics_csv`, :func:`read_ucf101` and
+writes; :func:`write_manifest_jsonl` writes the JSONL form back), and, re-exported from :mod:`openvocab.data.official`, :func:`read_kinetics_csv`, :func:`read_ucf101` and
 :func:`read_hmdb51` for the official layouts, and, from :mod:`openvocab.data.activitynet`, :func:`read_activitynet`
 for ActivityNet v1.3's annotation JSON, and, from :mod:`openvocab.data.vggsound`,
 :func:`read_vggsound_csv` for VGGSound's CSV. A folder of frame images counts as a video wherever a path is expected.
@@ -25,6 +25,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from openvocab.atomic import atomic_write
 from openvocab.data.activitynet import read_activitynet
 from openvocab.data.official import read_hmdb51, read_kinetics_csv, read_ucf101
 from openvocab.data.records import (
@@ -37,6 +38,7 @@ from openvocab.data.records import (
     LabelCollector,
     Manifest,
     RowProblem,
+    Segment,
     VideoRecord,
     check_window,
     is_video_path,
@@ -51,14 +53,17 @@ from openvocab.errors import InputError
 __all__ = [
     "Manifest",
     "RowProblem",
+    "Segment",
     "VideoRecord",
     "base_novel_split",
+    "manifest_jsonl_text",
     "read_activitynet",
     "read_hmdb51",
     "read_kinetics_csv",
     "read_manifest",
     "read_ucf101",
     "read_vggsound_csv",
+    "write_manifest_jsonl",
 ]
 
 _PATH_COLUMNS = ("path", "video", "video_path", "file", "filename")
@@ -81,15 +86,21 @@ def read_manifest(
     CSV: a header naming a ``path`` column (also ``video``/``file``) and ``label`` or ``labels`` (several labels
     separated by ``|`` or ``;``), optional ``start``/``end`` (or ``start_s``/``end_s``) in seconds; other columns
     are ignored. JSONL: one object per line, ``{"path": ..., "label": "x"}`` or ``"labels": ["x", "y"]``, optional
-    ``start``/``end``. Relative paths resolve against ``root`` (default: the manifest's folder); a path may be a
-    folder of frame images.
+    ``start``/``end``, and optional labelled spans ``"segments": [{"start": s, "end": e, "labels": [...]}, ...]``
+    (times in seconds of the file, like ``start``/``end``; each segment needs at least one label and, when the row
+    has a window, must lie inside it). A JSONL record's labels are its ``labels`` plus every segment's labels;
+    other keys are ignored. Relative paths resolve against ``root`` (default: the manifest's folder); a path may
+    be a folder of frame images.
 
     ``classes``: a fixed vocabulary (a list, or a labels file) that defines the indices — labels outside it are
     row problems; names match exactly or after :func:`normalise_class_name` + case folding. Without it the classes
     are the distinct label strings in SORTED order (deterministic whatever the row order).
 
-    A bad row never raises: it becomes a :class:`RowProblem` with its 1-based line number. An unreadable file or a
-    header without the required columns raises :class:`InputError` naming the file.
+    A bad row never raises: it becomes a :class:`RowProblem` with its 1-based line number and is skipped:
+    ``missing label`` (no labels at all: an empty cell, ``"labels": []``), ``unknown label`` (naming each label
+    outside a fixed vocabulary), ``bad time range`` (also a bad segment time), ``malformed row`` (also a segment of
+    the wrong shape), ``empty path``, ``missing file``. :meth:`Manifest.summary` counts them by kind. An unreadable
+    file or a header without the required columns raises :class:`InputError` naming the file.
     """
     file = Path(path).expanduser()
     text = read_text_file(file, what="manifest")
@@ -101,7 +112,7 @@ def read_manifest(
         rows = _jsonl_rows(text, str(file))
     else:
         rows = _csv_rows(text, file, delimiter="\t" if suffix == ".tsv" else ",")
-    pending: list[tuple[VideoRecord, list[int | str]]] = []
+    pending: list[tuple] = []
     problems: list[RowProblem] = []
     for row_number, fields in rows:
         if isinstance(fields, RowProblem):
@@ -189,16 +200,68 @@ def _jsonl_rows(text: str, source: str):
             continue
         start = next((obj[k] for k in _START_COLUMNS if k in obj), None)
         end = next((obj[k] for k in _END_COLUMNS if k in obj), None)
-        yield line, {"path": path, "labels": labels or [], "start": start, "end": end}
+        segments = obj.get("segments")
+        if segments is not None and not isinstance(segments, list):
+            yield line, RowProblem(source, line, "malformed row: 'segments' must be a list of {start, end, labels} objects", MALFORMED)
+            continue
+        yield line, {"path": path, "labels": labels or [], "start": start, "end": end, "segments": segments or []}
+
+
+def _segment_labels(obj: dict) -> list[str] | None:
+    """A segment's labels (``labels`` list or string, or ``label``), whitespace-collapsed; None when malformed."""
+    labels = obj.get("labels", obj.get("label"))
+    if labels is None:
+        return []
+    if isinstance(labels, str):
+        return split_labels(labels)
+    if isinstance(labels, list) and all(isinstance(x, str) for x in labels):
+        return [" ".join(x.split()) for x in labels if x.strip()]
+    return None
+
+
+def _parse_segments(raw: list, start: float | None, end: float | None, what: str, line: int, source: str, collector: LabelCollector):
+    """``(segments with times, per-segment lookup results)`` or the row's :class:`RowProblem` (the first bad
+    segment, numbered from 1)."""
+    segments: list[Segment] = []
+    found_labels: list[list[int | str]] = []
+    for number, obj in enumerate(raw, start=1):
+        where = f"segment {number} of {what}"
+        if not isinstance(obj, dict):
+            return RowProblem(source, line, f"malformed row: {where} is not an object", MALFORMED)
+        labels = _segment_labels(obj)
+        if labels is None:
+            return RowProblem(source, line, f"malformed row: 'labels' of {where} must be a string or a list of strings", MALFORMED)
+        try:
+            s = parse_time(next((obj[k] for k in _START_COLUMNS if k in obj), None))
+            e = parse_time(next((obj[k] for k in _END_COLUMNS if k in obj), None))
+            if s is None or e is None:
+                raise ValueError("a segment needs both start and end")
+            check_window(s, e)
+            if (start is not None and s < start) or (end is not None and e > end):
+                lo = f"{start:g}" if start is not None else "0"
+                window = f"{lo}-{end:g} s" if end is not None else f"from {lo} s"
+                raise ValueError(f"{s:g}-{e:g} s lies outside the row's window {window}")
+        except ValueError as exc:
+            return RowProblem(source, line, f"bad time range for {where}: {exc}", BAD_TIME)
+        if not labels:
+            return RowProblem(source, line, f"no labels for {where}", MISSING_LABEL)
+        found, why = collector.lookup(labels)
+        if found is None:
+            return RowProblem(source, line, f"{why} in {where}", UNKNOWN_LABEL)
+        segments.append(Segment(s, e, ()))
+        found_labels.append(found)
+    return segments, found_labels
 
 
 def _validate_row(fields: dict, line: int, source: str, base: Path, collector: LabelCollector, check_files: bool):
-    """A pending (record, labels) pair or the row's :class:`RowProblem`."""
+    """A pending ``(record, labels)`` (or ``(record, labels, segment_labels)``, see :meth:`LabelCollector.finish`)
+    or the row's :class:`RowProblem`."""
     raw_path = (fields.get("path") or "").strip()
     if not raw_path:
         return RowProblem(source, line, "empty path", EMPTY_PATH)
-    if not fields["labels"]:
-        return RowProblem(source, line, f"missing label for {raw_path}", MISSING_LABEL)
+    raw_segments = fields.get("segments") or []
+    if not fields["labels"] and not raw_segments:
+        return RowProblem(source, line, f"no labels for {raw_path}", MISSING_LABEL)
     labels, why = collector.lookup(fields["labels"])
     if labels is None:
         return RowProblem(source, line, f"{why} for {raw_path}", UNKNOWN_LABEL)
@@ -207,11 +270,60 @@ def _validate_row(fields: dict, line: int, source: str, base: Path, collector: L
         check_window(start, end)
     except ValueError as exc:
         return RowProblem(source, line, f"bad time range for {raw_path}: {exc}", BAD_TIME)
+    parsed = _parse_segments(raw_segments, start, end, raw_path, line, source, collector)
+    if isinstance(parsed, RowProblem):
+        return parsed
     video = Path(os.path.expanduser(raw_path))
     video = video if video.is_absolute() else base / video
     if check_files and not is_video_path(video):
         return RowProblem(source, line, f"missing file {video}", MISSING_FILE)
-    return VideoRecord(str(video), (), start, end, line), labels
+    segments, segment_labels = parsed
+    if not segments:
+        return VideoRecord(str(video), (), start, end, line), labels
+    return VideoRecord(str(video), (), start, end, line, tuple(segments)), labels, segment_labels
+
+
+# --------------------------------------------------------------------------------------------------- writing
+def _seconds(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def manifest_jsonl_text(manifest: Manifest, *, relative_to: str | os.PathLike[str] | None = None) -> str:
+    """``manifest`` as openvocab's JSONL manifest text, one record a line: ``{"path", "labels": [class names],
+    "start", "end", "segments": [{"start", "end", "labels"}]}`` (keys without a value left out; whole seconds
+    written as integers). Paths inside ``relative_to`` are written relative to it (POSIX separators), others as
+    stored. :func:`read_manifest` reads it back (with ``classes=`` the same class list for the same indices;
+    unlabelled records read back as ``missing label`` problems)."""
+    base = Path(relative_to).expanduser().absolute() if relative_to is not None else None
+    lines = []
+    for record in manifest.records:
+        path = Path(record.path)
+        if base is not None and path.is_absolute():
+            try:
+                path_text = path.relative_to(base).as_posix()
+            except ValueError:
+                path_text = str(path)
+        else:
+            path_text = str(record.path)
+        row: dict = {"path": path_text, "labels": [manifest.classes[i] for i in record.labels]}
+        if record.start_s is not None:
+            row["start"] = _seconds(record.start_s)
+        if record.end_s is not None:
+            row["end"] = _seconds(record.end_s)
+        if record.segments:
+            row["segments"] = [
+                {"start": _seconds(seg.start_s), "end": _seconds(seg.end_s), "labels": [manifest.classes[i] for i in seg.labels]} for seg in record.segments
+            ]
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    return "".join(lines)
+
+
+def write_manifest_jsonl(manifest: Manifest, path: str | os.PathLike[str], *, relative: bool = True) -> Path:
+    """Write ``manifest`` atomically as a JSONL manifest (:func:`manifest_jsonl_text`); with ``relative`` the paths
+    below the output's folder are written relative to it (so the folder can move). Returns the path."""
+    out = Path(path).expanduser()
+    atomic_write(out, manifest_jsonl_text(manifest, relative_to=out.absolute().parent if relative else None))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------- splits

@@ -1,8 +1,8 @@
 """The records of a dataset list and the helpers every reader shares.
 
-:class:`VideoRecord` (a path, class indices, an optional time window, the source line), :class:`RowProblem` (a
-skipped row: file, 1-based line, one-line reason, kind) and :class:`Manifest` (records, class vocabulary, problems,
-source name). Readers live in :mod:`openvocab.data.manifests` (generic CSV/JSONL) and
+:class:`VideoRecord` (a path, class indices, an optional time window, the source line, optional labelled
+:class:`Segment` s), :class:`RowProblem` (a skipped row: file, 1-based line, one-line reason, kind) and
+:class:`Manifest` (records, class vocabulary, problems, source name). Readers live in :mod:`openvocab.data.manifests` (generic CSV/JSONL) and
 :mod:`openvocab.data.official` (Kinetics, UCF101, HMDB51).
 
 Problem kinds (counted by :meth:`Manifest.summary`): ``malformed row``, ``empty path``, ``missing label``,
@@ -25,6 +25,7 @@ __all__ = [
     "LabelCollector",
     "Manifest",
     "RowProblem",
+    "Segment",
     "VideoRecord",
     "Vocabulary",
     "check_window",
@@ -46,13 +47,26 @@ _LABEL_SEPARATORS = ("|", ";")
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A labelled time span inside a video: ``start_s`` < ``end_s`` in seconds of the FILE (the same clock as
+    :attr:`VideoRecord.start_s`), ``labels`` class indices into :attr:`Manifest.classes` (at least one)."""
+
+    start_s: float
+    end_s: float
+    labels: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class VideoRecord:
     """One video of a manifest.
 
     ``path``: a video file or a folder of frame images (absolute unless the reader was told not to check files).
     ``labels``: class indices into :attr:`Manifest.classes` (one for single-label data, several for multi-label,
     none for unlabelled test lists). ``start_s``/``end_s``: the labelled window inside the file, when the file is
-    longer than the clip. ``row``: the 1-based line of the source file, for messages.
+    longer than the clip. ``row``: the 1-based line of the source file, for messages. ``segments``: optional
+    labelled spans inside the video (JSONL ``segments``, ActivityNet ``mode="videos"``), in source order; a
+    record's ``labels`` include every segment's labels. Empty for most readers (added last, so positional
+    constructors and pickled records of older code keep working).
     """
 
     path: str
@@ -60,6 +74,7 @@ class VideoRecord:
     start_s: float | None = None
     end_s: float | None = None
     row: int | None = None
+    segments: tuple[Segment, ...] = ()
 
     @property
     def label(self) -> int:
@@ -112,12 +127,17 @@ class Manifest:
         return [normalise_class_name(c) for c in self.classes] if normalised else list(self.classes)
 
     def class_counts(self) -> list[int]:
-        """Number of records carrying each class, in class index order."""
+        """Number of records (videos) carrying each class, in class index order; a multi-label record counts once
+        for each of its distinct classes, so the counts may sum to more than ``len(self)``."""
         counts = [0] * len(self.classes)
         for record in self.records:
-            for label in record.labels:
+            for label in set(record.labels):
                 counts[label] += 1
         return counts
+
+    def labels_per_video(self) -> float:
+        """Mean number of distinct labels per record (multi-label §K.1 Table 14's "# Labels/Video"); 0.0 when empty."""
+        return sum(len(set(r.labels)) for r in self.records) / len(self.records) if self.records else 0.0
 
     def summary(self) -> str:
         """One line: ``"ucf101 trainlist01: 9,537 videos, 101 classes, 3 rows skipped (2 missing files, 1 unknown
@@ -128,10 +148,20 @@ class Manifest:
             text += f", {_plural(len(self.problems), 'row')} skipped ({_problem_counts(self.problems)})"
         return text
 
-    def subset(self, class_indices: Iterable[int]) -> Manifest:
-        """The records whose labels ALL lie in ``class_indices``, re-indexed to that order (new index ``j`` is old
+    def subset(self, class_indices: Iterable[int], *, partial: str = "keep") -> Manifest:
+        """The records restricted to the classes ``class_indices``, re-indexed to that order (new index ``j`` is old
         class ``class_indices[j]``). For base/novel splits and the half-class protocol (Text4Vis §4.2: evaluate on a
-        random half of the classes, repeated). Unlabelled records are dropped; problems are kept."""
+        random half of the classes, repeated).
+
+        A multi-label record with labels both inside and outside the subset: ``partial="keep"`` (the default) keeps
+        it with the labels inside (the open-vocabulary multi-label convention: a video keeps its known labels, the
+        others are simply not in this vocabulary); ``partial="drop"`` drops it (only records whose labels ALL lie in
+        the subset survive; the behaviour before multi-label support). Single-label records are the same either
+        way. Records left without labels (and unlabelled records) are dropped; segments keep their labels inside
+        the subset and are dropped when none remain. Problems are kept.
+        """
+        if partial not in ("keep", "drop"):
+            raise InputError(f"subset of {self.source}: partial must be 'keep' or 'drop', got {partial!r}")
         chosen = [int(i) for i in class_indices]
         if len(set(chosen)) != len(chosen):
             raise InputError(f"subset of {self.source}: class indices repeat")
@@ -139,11 +169,13 @@ class Manifest:
         if bad:
             raise InputError(f"subset of {self.source}: class index {bad[0]} out of range 0..{len(self.classes) - 1}")
         remap = {old: new for new, old in enumerate(chosen)}
-        records = [
-            VideoRecord(r.path, tuple(remap[i] for i in r.labels), r.start_s, r.end_s, r.row)
-            for r in self.records
-            if r.labels and all(i in remap for i in r.labels)
-        ]
+        records = []
+        for r in self.records:
+            if partial == "drop" and not all(i in remap for i in r.labels):
+                continue
+            kept = remap_record(r, remap)
+            if kept is not None:
+                records.append(kept)
         return Manifest(records, [self.classes[i] for i in chosen], list(self.problems), self.source)
 
     def require_nonempty(self) -> Manifest:
@@ -159,6 +191,21 @@ class Manifest:
 
 
 # --------------------------------------------------------------------------------------------------- shared helpers
+def remap_record(record: VideoRecord, remap: dict[int, int]) -> VideoRecord | None:
+    """``record`` with its labels (and its segments' labels) mapped through ``remap`` (old index -> new index);
+    labels missing from ``remap`` are dropped, segments left without labels are dropped, and a record left
+    without labels is None. Label order is kept as the records give it (the readers' sorted order)."""
+    labels = tuple(dict.fromkeys(remap[i] for i in record.labels if i in remap))
+    if not labels:
+        return None
+    segments = []
+    for segment in record.segments:
+        seg_labels = tuple(dict.fromkeys(remap[i] for i in segment.labels if i in remap))
+        if seg_labels:
+            segments.append(Segment(segment.start_s, segment.end_s, seg_labels))
+    return VideoRecord(record.path, labels, record.start_s, record.end_s, record.row, tuple(segments))
+
+
 def is_video_path(path: str | os.PathLike[str]) -> bool:
     """True for an existing file, or a directory holding at least one frame image (a frame-folder video)."""
     try:
@@ -244,31 +291,50 @@ class LabelCollector:
         self.seen: dict[str, None] = {}
 
     def lookup(self, names: Sequence[str]) -> tuple[list[int | str] | None, str | None]:
-        """Per name: the fixed index, or the name itself (open vocabulary); or (None, reason) for an unknown name."""
-        out: list[int | str] = []
-        for name in names:
-            if self.fixed is None:
+        """Per name: the fixed index, or the name itself (open vocabulary); or (None, reason) for unknown names
+        (``"unknown label 'x'"``, or ``"unknown labels 'x', 'y'"`` naming every one). Nothing is collected from a
+        list with an unknown name."""
+        if self.fixed is None:
+            for name in names:
                 self.seen.setdefault(name, None)
-                out.append(name)
-                continue
+            return list(names), None
+        out: list[int | str] = []
+        unknown: list[str] = []
+        for name in names:
             index = self.fixed.get(name)
             if index is None:
-                return None, f"unknown label '{name}'"
-            out.append(index)
+                unknown.append(name)
+            else:
+                out.append(index)
+        if unknown:
+            unknown = list(dict.fromkeys(unknown))
+            quoted = ", ".join(f"'{n}'" for n in unknown)
+            return None, f"unknown label{'s' if len(unknown) > 1 else ''} {quoted}"
         return out, None
 
-    def finish(self, pending: list[tuple[VideoRecord, list[int | str]]]) -> tuple[list[VideoRecord], list[str]]:
-        """Records with final indices (sorted, de-duplicated per record) and the class list."""
+    def finish(self, pending: Sequence[tuple]) -> tuple[list[VideoRecord], list[str]]:
+        """Records with final indices (sorted, de-duplicated per record) and the class list.
+
+        ``pending`` items are ``(record, labels)`` or ``(record, labels, segment_labels)``: ``segment_labels`` is one
+        list of :meth:`lookup` results per segment of ``record`` (whose :class:`Segment` s carry the times; their
+        ``labels`` are ignored). A record's labels become its labels plus every segment's labels."""
         if self.fixed is not None:
             classes = self.fixed.classes
             index = None
         else:
             classes = sorted(self.seen)
             index = {name: i for i, name in enumerate(classes)}
+
+        def ids(labels) -> tuple[int, ...]:
+            return tuple(sorted({int(x) if index is None else index[str(x)] for x in labels}))
+
         records = []
-        for record, labels in pending:
-            ids = [int(x) if index is None else index[str(x)] for x in labels]
-            records.append(VideoRecord(record.path, tuple(sorted(set(ids))), record.start_s, record.end_s, record.row))
+        for record, labels, *rest in pending:
+            segments: tuple[Segment, ...] = ()
+            if rest:
+                segments = tuple(Segment(s.start_s, s.end_s, ids(found)) for s, found in zip(record.segments, rest[0], strict=True))
+            all_labels = ids(labels) if not segments else tuple(sorted(set(ids(labels)).union(*(s.labels for s in segments))))
+            records.append(VideoRecord(record.path, all_labels, record.start_s, record.end_s, record.row, segments))
         return records, classes
 
 

@@ -14,6 +14,8 @@ from openvocab.data.manifests import (
     read_ucf101,
     read_vggsound_csv,
 )
+from openvocab.data.rareact import read_rareact
+from openvocab.data.vocabulary import filter_vocabulary, read_block_list
 from openvocab.errors import InputError
 from openvocab.train.config import DataConfig
 
@@ -44,11 +46,18 @@ def read_split(data: DataConfig, which: str) -> Manifest:
         return read_activitynet(source, video_root=data.root, subset=subset, mode=mode, classes=data.classes)
     if fmt == "vggsound":  # one CSV holds both splits (and defines the whole vocabulary): train rows / test rows
         return read_vggsound_csv(source, root=data.root, split="train" if which == "train" else "test", classes=data.classes)
-    raise InputError(f"unknown data.format '{fmt}' (manifest, kinetics, ucf101, hmdb51, activitynet, vggsound)")
+    if fmt == "rareact":  # an evaluation set (multi-label K.1): the positive clips, each with noun, verb, "verb noun"
+        return read_rareact(source, video_root=data.root, classes=data.classes)
+    raise InputError(f"unknown data.format '{fmt}' (manifest, kinetics, ucf101, hmdb51, activitynet, vggsound, rareact)")
 
 
 def load_splits(data: DataConfig, *, log_problems: bool = True) -> tuple[Manifest, Manifest | None]:
-    """Train (and val) manifests on one shared vocabulary, restricted to ``classes_subset`` when given.
+    """Train (and val) manifests on one shared vocabulary, restricted to ``classes_subset`` when given; then the
+    TRAINING vocabulary is filtered (multi-label §4.1) by ``data.block_list`` (a file of class names) and
+    ``data.min_class_count`` (classes with fewer training videos are dropped; 0 = off): classes are re-indexed,
+    training records left without labels are dropped, and one log line says what went. The val split (scored by the
+    trained head on the training classes) follows: its records keep their labels among the kept classes, and those
+    left without one are dropped.
 
     Problems are reported per row (with row numbers) plus a summary; training refuses an empty train split.
     """
@@ -64,6 +73,16 @@ def load_splits(data: DataConfig, *, log_problems: bool = True) -> tuple[Manifes
     if data.classes_subset:
         train = train.subset(data.classes_subset)
         val = val.subset(data.classes_subset) if val is not None else None
+    if data.min_class_count or data.block_list:
+        blocked = read_block_list(data.block_list) if data.block_list else []
+        train, report = filter_vocabulary(train, min_count=data.min_class_count, block_list=blocked)
+        if log_problems:
+            log.info("training %s", report.summary())
+        if not train.classes:
+            raise InputError(f"data.min_class_count / data.block_list leave no training class ({report.summary()})")
+        if val is not None:  # validation scores the training classes: the same filtered vocabulary, in its order
+            where = {name: i for i, name in enumerate(val.classes)}
+            val = val.subset([where[name] for name in train.classes])
     for m in (train, val):
         if m is None or not log_problems:
             continue

@@ -92,6 +92,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return create_model_dir("tiny", tmp_path_factory.mktemp("models") / "tiny")
 
 
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory) -> Path:
+    """A random-weight T5 of the 't5-tiny' architecture (offline SentencePiece tokenizer, 100 sentinels), written once."""
+    from openvocab.models.create import create_model_dir
+
+    return create_model_dir("t5-tiny", tmp_path_factory.mktemp("models") / "t5-tiny")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_caches(tmp_path_factory):
     """Keep tests away from the user's ~/.cache/openvocab and from the network."""

@@ -32,6 +32,10 @@ LABELS_HELP = "Comma-separated labels, e.g. 'playing guitar, yoga, dog barking'.
 LABELS_FILE_HELP = "Labels file: one per line (or .csv with a 'label' column, or a .json list)."
 LABEL_BANK_HELP = "Label bank file (default: ~/.cache/openvocab/label_bank.sqlite)."
 TEMPLATE_HELP = "The template of --prompts single, with one {} for the label."
+LLM_HELP = (
+    "A T5 / Flan-T5 hub id or directory: score labels by attributes this LLM writes (fixed LLM prompting, cached in the "
+    "label bank); for a run with an LLM head, where its LLM is now."
+)
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Options used by several commands, defined once (``name: ModelOption = DEFAULT_MODEL``). typer copies the option

@@ -12,7 +12,9 @@ import typer
 
 from openvocab.cli.common import (
     DEFAULT_MODEL,
+    LLM_HELP,
     MODEL_HELP,
+    PROMPTS_HELP,
     DeviceOption,
     LabelBankOption,
     LabelsFileOption,
@@ -44,11 +46,11 @@ def _open_bank(label_bank: Optional[Path]) -> LabelBank:
     return LabelBank(label_bank or LabelBank.default_path())
 
 
-def _load(model: str, *, label_bank: Optional[Path], prompts: Optional[str], template: Optional[str], device: str = "cpu"):
+def _load(model: str, *, label_bank: Optional[Path], prompts: Optional[str], template: Optional[str], device: str = "cpu", llm: Optional[str] = None):
     """``openvocab.load`` with the bank, refusing models whose labels are not cached (closed-set heads)."""
     import openvocab
 
-    clf = openvocab.load(model, device=device, label_bank=label_bank or True, prompts=prompts, template=template)
+    clf = openvocab.load(model, device=device, label_bank=label_bank or True, prompts=prompts, template=template, llm=llm)
     _require_open_vocabulary(clf, model)
     return clf
 
@@ -63,23 +65,68 @@ def _require_open_vocabulary(clf, model: str) -> None:
 def labels_add(
     labels: LabelsOption = None,
     labels_file: LabelsFileOption = None,
-    model: ModelOption = DEFAULT_MODEL,
-    prompts: PromptsOption = "ensemble",
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help=MODEL_HELP + " Or a training run directory: its (trained) label encoder."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help=PROMPTS_HELP + " Default: 'ensemble'; for a training run, the run's own."),
     template: TemplateOption = None,
+    llm: Optional[str] = typer.Option(None, "--llm", help=LLM_HELP),
     label_bank: LabelBankOption = None,
     device: DeviceOption = "cpu",
 ) -> None:
-    """Encode labels into the bank ahead of time (only labels not yet there are encoded). Example:
+    """Encode labels into the bank ahead of time (only labels not yet there are encoded); with a training run this is
+    the vocabulary expansion of open-vocabulary multi-label Fig. 2b. Example:
 
     openvocab labels add --labels-file kinetics400.txt --model /models/clip-vit-b-16
+
+    openvocab labels add --labels 'kayaking, juggling' --model runs/llm_prompt
     """
     setup_logging(False)
     label_list = clean_label_list(gather_labels(labels, labels_file))
-    clf = _load(model, label_bank=label_bank, prompts=prompts, template=template, device=device)
+    clf = _load(model, label_bank=label_bank, prompts=prompts, template=template, device=device, llm=llm)
     with progress_bars() as bars:
         encoded = clf.encode_labels(label_list, progress=bars.fraction("encoding labels")).encoded
     note_model(clf, model)
     print(f"{len(label_list)} labels in the bank for this model and prompt set; {encoded} newly encoded ({clf.label_bank.path})")
+
+
+@labels_app.command("attributes")
+def labels_attributes(
+    labels: list[str] = typer.Argument(..., help="Labels, e.g. zebra 'playing guitar'."),
+    llm: str = typer.Option(..., "--llm", help="A T5 / Flan-T5 hub id or directory."),
+    label_bank: LabelBankOption = None,
+    raw: bool = typer.Option(False, "--raw", help="Also show the LLM's raw answer."),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+    device: DeviceOption = "cpu",
+) -> None:
+    """Show the attributes an LLM gives labels (fixed LLM prompting): those stored in the label bank, generating
+    (and storing) the missing ones. A label without attributes is scored by its plain prompt. Example:
+
+    openvocab labels attributes zebra 'playing guitar' --llm google/flan-t5-xl --raw
+    """
+    if fmt not in {"table", "json"}:
+        raise InputError(f"--format must be table or json, got '{fmt}'")
+    setup_logging(False)
+    from openvocab.text.llm_attributes import PLAIN_TEMPLATE, LlmAttributes
+
+    wanted = clean_label_list(list(labels))
+    bank = _open_bank(label_bank)
+    found = LlmAttributes(llm, label_bank=bank).get(wanted, device=device)
+    rows = [
+        {"label": label, "attributes": list(a.attributes), "source": "generated" if a.generated else "label bank", **({"raw": a.raw} if raw else {})}
+        for label, a in found.items()
+    ]
+    if fmt == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        for row in rows:
+            print(f"{row['label']} ({row['source']}):")
+            for attribute in row["attributes"]:
+                print(f"  - {attribute}")
+            if not row["attributes"]:
+                print(f"  (none usable: scored as '{PLAIN_TEMPLATE.replace('{label}', row['label'])}')")
+            if raw:
+                print(f"  raw answer: {row['raw']!r}")
+    generated = sum(a.generated for a in found.values())
+    print_error(f"{len(rows)} labels; {generated} generated now, {len(rows) - generated} from {bank.path}")
 
 
 _LIST_COLUMNS = ("model", "fingerprint", "prompts", "dim", "label", "added")

@@ -15,18 +15,24 @@ model_app = typer.Typer(no_args_is_help=True, help="Create or inspect model dire
 @model_app.command("create")
 def model_create(
     directory: Path = typer.Argument(..., help="Where to write the model directory."),
-    arch: str = typer.Option("tiny", "--arch", help="tiny, vit-b-32, vit-b-16, vit-l-14 (ViT) or tiny-rn, rn50, rn101, rn50x4 (CLIP-ResNet)."),
+    arch: str = typer.Option(
+        "tiny",
+        "--arch",
+        help="tiny, vit-b-32, vit-b-16, vit-l-14 (ViT) or tiny-rn, rn50, rn101, rn50x4 (CLIP-ResNet) CLIP; "
+        "t5-tiny, t5-small, t5-base, flan-t5-small, flan-t5-base, flan-t5-large (a T5 LLM for --llm).",
+    ),
     seed: int = typer.Option(0, "--seed"),
     overwrite: OverwriteOption = False,
 ) -> None:
     """Write an architecture-exact CLIP with RANDOM weights and a real CLIP tokenizer (for offline tests and
-    speed measurements; its scores are meaningless). Example: openvocab model create --arch vit-b-32 /tmp/vitb32
+    speed measurements; its scores are meaningless), or a random-weight T5 with an offline-trained tokenizer for
+    the LLM label encoders (--llm). Example: openvocab model create --arch vit-b-32 /tmp/vitb32
     """
     setup_logging(False)
     from openvocab.models.create import create_model_dir
 
     path = create_model_dir(arch, directory, seed=seed, overwrite=overwrite)
-    print(f"wrote a random-weight {arch} CLIP model to {path}")
+    print(f"wrote a random-weight {arch} {'T5' if 't5' in arch else 'CLIP'} model to {path}")
 
 
 @model_app.command("export")

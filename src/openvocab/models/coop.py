@@ -31,33 +31,13 @@ from torch import nn
 
 from openvocab.errors import InputError
 from openvocab.scoring import similarity_logits
+from openvocab.text.clip_soft_prompts import clip_text_transformer as _text_transformer
+from openvocab.text.clip_soft_prompts import encode_token_embeddings
 
 log = logging.getLogger(__name__)
 
 #: Label names per text-tower call in :meth:`CoopLabelEncoder.encode` (inference; training encodes its classes at once).
 ENCODE_BATCH_SIZE = 256
-
-
-def _text_transformer(text_model: nn.Module) -> nn.Module:
-    """The module with ``embeddings`` / ``encoder`` / ``final_layer_norm`` (transformers 5.x: ``CLIPTextModel``)."""
-    return text_model if hasattr(text_model, "encoder") else getattr(text_model, "text_model", text_model)
-
-
-def encode_token_embeddings(text_model: nn.Module, projection: nn.Module, embeds: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-    """CLIP's text features from token embeddings ``(N, L, W)`` instead of ids: position embeddings, the causal
-    transformer, the final layer norm and the projection of the state at ``pooled`` ``(N,)`` (the EOS positions).
-
-    The same wiring as transformers' ``CLIPTextModel.forward`` (which needs ids), so gradients reach ``embeds``.
-    Right padding after the EOS position does not change the result (causal attention).
-    """
-    from transformers.masking_utils import create_causal_mask
-
-    tower = _text_transformer(text_model)
-    hidden = tower.embeddings(inputs_embeds=embeds)
-    mask = create_causal_mask(config=tower.config, inputs_embeds=hidden, attention_mask=None, past_key_values=None)
-    out = tower.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True)
-    last = tower.final_layer_norm(out.last_hidden_state)
-    return projection(last[torch.arange(last.shape[0], device=last.device), pooled.to(last.device)])
 
 
 class CoopLabelEncoder(nn.Module):

@@ -112,8 +112,13 @@ def create_model_dir(arch: str, directory: str | Path, *, seed: int = 0, overwri
     """Write a random-weight CLIP of ``arch`` to ``directory``: safetensors weights, config, tokenizer, preprocessor.
 
     The directory loads with ``openvocab.load(directory)`` and with transformers' own
-    ``CLIPModel/CLIPProcessor.from_pretrained(directory)``.
+    ``CLIPModel/CLIPProcessor.from_pretrained(directory)``. A T5 architecture (``t5-tiny``, ``flan-t5-base`` ...,
+    :data:`openvocab.models.create_t5.T5_ARCHITECTURES`) writes a random-weight T5 instead.
     """
+    from openvocab.models.create_t5 import T5_ARCHITECTURES, create_t5_dir
+
+    if arch in T5_ARCHITECTURES:
+        return create_t5_dir(arch, directory, seed=seed, overwrite=overwrite)
     model = build_random_clip(arch, seed=seed)
     marker = {"architecture": arch, "seed": seed, "note": "random weights: scores are meaningless; for tests and speed measurements"}
     return _write_clip_dir(model, None, directory, overwrite=overwrite, marker=marker)

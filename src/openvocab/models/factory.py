@@ -122,20 +122,25 @@ def load_recognizer(
     dtype: torch.dtype | None = None,
     prompts: str | None = None,
     template: str | None = None,
+    llm: str | None = None,
 ) -> VideoRecognizer:
     """A recogniser from a hub id, model directory, ``random:ARCH`` or training run directory (module docstring).
 
     ``prompts`` / ``template`` choose the CLIP-text label encoder's prompt set (:func:`openvocab.text.prompts.
     resolve_prompts`); ``None`` means ``"ensemble"`` for a CLIP model and the run's own prompts for a run.
+    ``llm`` (a T5 / Flan-T5 hub id or directory): zero-shot CLIP scores labels by LLM-written attributes (head
+    ``llm-attributes``, open-vocabulary multi-label §3.1); for a run with an LLM head, where its LLM is now.
     """
     if is_run_dir(source):
-        return _load_run(Path(source).expanduser(), device=device, dtype=dtype, prompts=prompts, template=template)
+        return _load_run(Path(source).expanduser(), device=device, dtype=dtype, prompts=prompts, template=template, llm=llm)
     p = Path(str(source)).expanduser()
     if p.is_dir() and (p / "config.yaml").is_file() and not (p / "config.json").is_file():
         raise InputError("looks like a training run directory but has no checkpoint yet (no 'latest' file)", path=p)
     if p.is_dir() and (p / "trainer_state.json").is_file():
         raise InputError("is a checkpoint step directory; pass the run directory above it", path=p)
     spec = RecognizerSpec.zero_shot(str(source), prompts=prompts or "ensemble", template=template)
+    if llm is not None:
+        spec = spec.with_head(classifier="llm-attributes", llm=str(llm))
     return create_recognizer(spec, device=device, dtype=dtype, source=str(source))
 
 
@@ -170,10 +175,15 @@ def _legacy_head_settings(config: Path) -> dict:
     return {k: model[k] for k in _LEGACY_HEAD_SETTINGS if k in model}
 
 
-def _load_run(run_dir: Path, *, device, dtype: torch.dtype | None, prompts: str | None, template: str | None) -> VideoRecognizer:
+def _load_run(run_dir: Path, *, device, dtype: torch.dtype | None, prompts: str | None, template: str | None, llm: str | None = None) -> VideoRecognizer:
     from openvocab.models.checkpoint import load_checkpoint
 
     spec, class_names, step_dir = run_spec(run_dir)
+    if llm is not None:
+        if spec.head.classifier not in ("llm-attributes", "llm-prompt"):
+            log.warning("%s: --llm is used only by an 'llm-attributes' / 'llm-prompt' classifier; this run's is '%s'", run_dir, spec.head.classifier)
+        else:
+            spec = spec.with_head(llm=str(llm))
     if prompts is not None:
         if spec.head.classifier != "text":
             log.warning("%s: --prompts is used only by a 'text' classifier; this run's is '%s'", run_dir, spec.head.classifier)

@@ -59,6 +59,14 @@ class FrozenClassifier(nn.Module):
         """The video embedding in the label space (after the projection, if any)."""
         return self.projection(video)
 
+    def class_embeddings(self, indices: torch.Tensor) -> torch.Tensor:
+        """Unit rows ``(K, D)`` of training classes ``indices`` (for a trainer scoring a subset of classes): ``W̃``'s;
+        a head with a learnable label encoder returns them with gradients."""
+        return self.weight[torch.as_tensor(indices, device=self.weight.device)]
+
+    def refresh(self) -> None:
+        """Recompute ``W̃`` from a learnable label encoder (after optimiser steps); frozen ``W̃`` here: nothing to do."""
+
     def forward(self, video: torch.Tensor, label_embeddings: torch.Tensor | None = None) -> torch.Tensor:
         """Logits against the training classes' ``W̃`` or, when given, any ``label_embeddings`` ``(L, D)``."""
         rows = self.weight if label_embeddings is None else label_embeddings

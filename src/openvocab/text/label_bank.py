@@ -11,6 +11,11 @@ features against stored embeddings. :class:`LabelBank` is that database. A row i
 and holds a float32 little-endian embedding blob, its dimension and a creation time. Adding labels encodes only the
 new ones (:meth:`LabelBank.get_or_encode`). The file is in WAL mode so several processes can read while one writes;
 every write is one transaction.
+
+LLM-generated label attributes (fixed LLM prompting, :mod:`openvocab.text.llm_attributes`) are kept beside the
+embeddings in an ``attributes`` table keyed by the LLM's fingerprint, the LLM prompt key and the label (a JSON list and
+the LLM's raw answer), so an LLM runs once per new label. The table is created on first use: bank files written before
+it existed keep working (same schema version; older openvocab ignores the table).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +39,7 @@ from openvocab.atomic import atomic_write
 from openvocab.errors import InputError
 from openvocab.text.prompts import PromptSet
 
-__all__ = ["LabelBank", "LabelRecord", "SCHEMA_VERSION"]
+__all__ = ["AttributeRecord", "LabelBank", "LabelRecord", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 _CHUNK = 500  # labels per SELECT ... IN (...), below SQLite's bound-variable limit on old builds
@@ -61,6 +66,16 @@ class LabelRecord:
     prompt_key: str
     label: str
     dim: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class AttributeRecord:
+    """LLM attributes of one label (:meth:`LabelBank.attribute_records`): the parsed list and the LLM's raw answer."""
+
+    label: str
+    attributes: tuple[str, ...]
+    raw: str
     created_at: float
 
 
@@ -385,6 +400,63 @@ class LabelBank:
             if _has_models_table(conn):
                 conn.execute("DELETE FROM models WHERE fingerprint NOT IN (SELECT DISTINCT fingerprint FROM embeddings)")
         return [LabelRecord(str(f), str(k), str(label), int(d), float(t)) for f, k, label, d, t in rows]
+
+    # ------------------------------------------------------------------ LLM attributes (fixed LLM prompting)
+    def attribute_records(self, *, fingerprint: str, prompt_key: str, labels: Sequence[str]) -> dict[str, AttributeRecord]:
+        """The stored LLM attributes among ``labels`` (label -> record) for an LLM ``fingerprint`` and LLM prompt
+        ``prompt_key``; missing labels are absent (an empty list is stored: the LLM gave nothing usable)."""
+        if isinstance(labels, str):
+            raise TypeError("labels must be a sequence of strings, not one string")
+        found: dict[str, AttributeRecord] = {}
+        with self._lock, self._guard():
+            if not _has_table(self._db, "attributes"):
+                return found
+            unique = list(dict.fromkeys(labels))
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                rows = self._db.execute(
+                    f"SELECT label, attributes, raw, created_at FROM attributes WHERE fingerprint = ? AND prompt_key = ? AND label IN ({','.join('?' * len(chunk))})",
+                    (fingerprint, prompt_key, *chunk),
+                )
+                for label, blob, raw, created in rows:
+                    try:
+                        items = json.loads(blob)
+                    except ValueError:
+                        raise self._unusable(f"stored attributes of '{label}' are not JSON") from None
+                    found[str(label)] = AttributeRecord(str(label), tuple(str(x) for x in items), str(raw or ""), float(created))
+        return found
+
+    def get_attributes(self, *, fingerprint: str, prompt_key: str, labels: Sequence[str]) -> dict[str, list[str]]:
+        """``label -> attributes`` of the stored labels among ``labels`` (see :meth:`attribute_records`)."""
+        return {label: list(rec.attributes) for label, rec in self.attribute_records(fingerprint=fingerprint, prompt_key=prompt_key, labels=labels).items()}
+
+    def put_attributes(self, *, fingerprint: str, prompt_key: str, attributes: Mapping[str, Sequence[str]], raw: Mapping[str, str] | None = None) -> None:
+        """Store (or replace) ``label -> attributes`` (and the LLM's raw answers) in one transaction."""
+        now = time.time()
+        rows = [
+            (fingerprint, prompt_key, label, json.dumps([str(x) for x in items], ensure_ascii=False), (raw or {}).get(label, ""), now)
+            for label, items in attributes.items()
+        ]
+        with self._guard(), self._write() as conn:
+            conn.execute(_ATTRIBUTES_SCHEMA)
+            conn.executemany("INSERT OR REPLACE INTO attributes (fingerprint, prompt_key, label, attributes, raw, created_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+_ATTRIBUTES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attributes (
+    fingerprint TEXT NOT NULL,
+    prompt_key TEXT NOT NULL,
+    label TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (fingerprint, prompt_key, label)
+) WITHOUT ROWID
+"""
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 _MODELS_SCHEMA = """

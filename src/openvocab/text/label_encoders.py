@@ -13,7 +13,9 @@ Implementations (Text4Vis Table 6 rows):
 * :class:`ClosedSetEncoder` -- the rows of a closed-set classifier (random normal Eq. 4, orthogonal Eq. 5, LDA,
   a linear probe's weights) for the class names it was trained on; other names are refused in one line.
 
-An encoder that learns (a future LLM-guided encoder) is an ordinary ``nn.Module`` held by the head, and its
+LLM-guided encoders (open-vocabulary multi-label §3.1): :class:`~openvocab.text.llm_attributes.LlmAttributeEncoder`
+(fixed LLM prompting: CLIP on LLM-written attribute prompts) and :class:`~openvocab.text.llm_prompting.LlmPromptEncoder`
+(learnable prefixes + prompt transformer). An encoder that learns is an ordinary ``nn.Module`` held by the head, and its
 parameters get their own optimiser group in the trainer.
 """
 

@@ -9,6 +9,18 @@ from openvocab.registry import Registry
 TEMPORAL = Registry("temporal module")
 TEMPORAL.register("tap", "openvocab.models.temporal:build_tap", help="temporal average pooling, Text4Vis TAP")
 TEMPORAL.register("ttrans", "openvocab.models.temporal:build_ttrans", help="temporal transformer, Text4Vis T-Trans")
+TEMPORAL.register(
+    "parallel",
+    "openvocab.models.temporal_branch:build_parallel",
+    help="temporal branch beside the frozen tower's last blocks, open-vocabulary multi-label 3.2 / Fig. 4",
+)
+TEMPORAL.register(
+    "serial",
+    "openvocab.models.temporal_branch:build_serial",
+    help="the same branch blocks in series after the frozen tower, open-vocabulary multi-label Table 11",
+)
+#: Temporal kinds that run beside the stream's (frozen) vision tower and read its tokens (models.temporal_branch).
+BRANCH_TEMPORAL = ("parallel", "serial")
 
 #: Classifier heads (Text4Vis Tables 6/7): the label encoder that gives W̃ and whether it is open-vocabulary.
 HEADS = Registry("classifier")
@@ -20,6 +32,21 @@ HEADS.register("lda", "openvocab.models.heads:build_lda_head", help="frozen LDA 
 HEADS.register("linear", "openvocab.models.heads:build_linear_head", help="learned linear layer, the vision-only baseline")
 HEADS.register(
     "coop", "openvocab.models.coop:build_coop_head", help="CoOp learned prompt context + frozen CLIP text tower, MOV Tables 1-2 baseline, open vocabulary"
+)
+HEADS.register(
+    "dualcoop",
+    "openvocab.models.dualcoop:build_dualcoop_head",
+    help="DualCoOp positive + negative learned contexts, softmax over the pair, multi-label Table 1 baseline, open vocabulary",
+)
+HEADS.register(
+    "llm-attributes",
+    "openvocab.models.llm_heads:build_llm_attributes_head",
+    help="CLIP text tower on LLM-written attribute prompts (model.llm: a T5 / Flan-T5), fixed LLM prompting, multi-label 3.1, open vocabulary",
+)
+HEADS.register(
+    "llm-prompt",
+    "openvocab.models.llm_heads:build_llm_prompt_head",
+    help="learnable LLM prefixes + prompt transformer -> frozen CLIP text tower (model.llm), multi-label 3.1 / Fig. 3, open vocabulary",
 )
 HEADS.register(
     "adapter", "openvocab.models.clip_adapter:build_adapter_head", help="CLIP-Adapter visual + textual adapters, MOV Tables 1-2 baseline, open vocabulary"

@@ -27,6 +27,7 @@ from openvocab.errors import InputError
 from openvocab.models.backbone import ClipBackbone
 from openvocab.models.spec import RecognizerSpec, StreamSpec, is_legacy, legacy_state_key
 from openvocab.models.temporal import ResNetT1D, TokenT1D, build_temporal
+from openvocab.models.temporal_branch import BRANCH_KINDS, TemporalBranch, build_branch, check_branch_stream
 
 Inputs = Mapping[str, torch.Tensor] | torch.Tensor
 
@@ -38,7 +39,13 @@ class Stream(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.spec = spec
-        self.temporal = build_temporal(spec.temporal, dim=backbone.embed_dim, layers=spec.temporal_layers, max_frames=max(64, spec.frames))
+        if spec.temporal in BRANCH_KINDS:  # open-vocabulary multi-label §3.2: a branch beside the frozen tower (models.temporal_branch)
+            check_branch_stream(spec, backbone)
+            self.temporal = build_branch(
+                spec.temporal, backbone=backbone, blocks=spec.branch_blocks, weight_reg=spec.weight_reg, max_frames=max(64, spec.frames)
+            )
+        else:
+            self.temporal = build_temporal(spec.temporal, dim=backbone.embed_dim, layers=spec.temporal_layers, max_frames=max(64, spec.frames))
         self.token_t1d = None
         if spec.token_t1d_blocks:
             if backbone.is_resnet:
@@ -59,12 +66,21 @@ class Stream(nn.Module):
         return self.backbone.embed_dim
 
     @property
+    def frame_dim(self) -> int:
+        """Width ``F`` of :meth:`frame_features`: ``dim`` (CLIP frame embeddings), except for a temporal branch, whose
+        frame features also carry the frozen tower's tokens (:attr:`TemporalBranch.frame_dim`)."""
+        return self.temporal.frame_dim if isinstance(self.temporal, TemporalBranch) else self.dim
+
+    @property
     def max_frames(self) -> int | None:
         return getattr(self.temporal, "max_frames", None)
 
     def frame_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``(B, T, 3, H, W) -> (B, T, D)`` CLIP frame embeddings (TokenT1D / T1D mix the T frames of a video)."""
+        """``(B, T, 3, H, W) -> (B, T, F)`` CLIP frame embeddings (TokenT1D / T1D mix the T frames of a video; a temporal
+        branch's frame features are :meth:`TemporalBranch.frame_features`, ``F =`` :attr:`frame_dim`)."""
         b, t = pixels.shape[:2]
+        if isinstance(self.temporal, TemporalBranch):
+            return self.temporal.frame_features(pixels.reshape(b * t, *pixels.shape[2:])).reshape(b, t, -1)
         for inserted in (self.token_t1d, self.t1d):
             if inserted is not None:
                 inserted.frames = t
@@ -283,15 +299,30 @@ class VideoRecognizer(nn.Module):
             return RecognizerSpec.from_dict(arch).arch(), lambda key: legacy_state_key(key, primary=self.spec.primary)
         return dict(arch), None
 
+    def auxiliary_loss(self) -> torch.Tensor:
+        """The sum of the auxiliary training terms the streams' temporal modules recorded in training mode, collected
+        and cleared (0 when none): a temporal branch's prediction-matching term of its stochastic weight
+        regularisation (open-vocabulary multi-label §3.2; each branch keeps the term of its latest forward). The trainer
+        adds ``optim.reg_weight`` (K.2) times this to the task loss after each forward."""
+        terms = [t for s in self.streams.values() if isinstance(s.temporal, TemporalBranch) and (t := s.temporal.pop_auxiliary()) is not None]
+        if not terms:
+            return torch.zeros((), device=next(self.parameters()).device)
+        return torch.stack(terms).sum()
+
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
     def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         """Trainable parameters by optimiser group: ``backbone`` (pretrained towers), ``label_encoder`` (a trainable
-        label encoder inside the head) and ``head`` (temporal modules, T1D convolutions, fusion, head)."""
-        groups: dict[str, list] = {"backbone": [], "head": [], "label_encoder": []}
+        label encoder inside the head), ``head_clip_init`` (new modules initialised from CLIP weights: a temporal
+        branch's spatial layers, weight decay 0 in open-vocabulary multi-label K.2) and ``head`` (temporal modules,
+        T1D convolutions, fusion, head)."""
+        groups: dict[str, list] = {"backbone": [], "head": [], "label_encoder": [], "head_clip_init": []}
+        clip_init = {id(p) for s in self.streams.values() if isinstance(s.temporal, TemporalBranch) for p in s.temporal.clip_initialised_parameters()}
         for n, p in self.trainable_named_parameters():
-            if ".backbone." in f".{n}" and n.startswith("streams."):
+            if id(p) in clip_init:
+                groups["head_clip_init"].append((n, p))
+            elif ".backbone." in f".{n}" and n.startswith("streams."):
                 groups["backbone"].append((n, p))
             elif n.startswith("head.label_encoder."):
                 groups["label_encoder"].append((n, p))

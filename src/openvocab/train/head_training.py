@@ -42,6 +42,8 @@ def stream_caches(model: VideoRecognizer, caches: Caches) -> dict[str, FeatureCa
         cache, stream = caches[name], model.streams[name]
         if cache.modality != stream.spec.input:
             raise InputError(f"holds {cache.modality} features, but stream '{name}' reads {stream.spec.input}", path=cache.directory)
+        if stream.frame_dim != stream.dim:  # a temporal branch (parallel / serial) reads the tower's tokens, which a cache lacks
+            raise InputError(f"stream '{name}' has temporal {stream.spec.temporal}, which reads the vision tower's tokens; train it with `openvocab train`")
         if int(cache.frames.shape[-1]) != stream.dim:
             raise InputError(f"holds features of width {int(cache.frames.shape[-1])}, but stream '{name}' has width {stream.dim}", path=cache.directory)
     ordered = {name: caches[name] for name in streams}

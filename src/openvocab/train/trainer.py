@@ -115,7 +115,7 @@ def build_model(cfg: TrainConfig, class_names: list[str], *, device: str, lda_da
 
 # Architecture fields of the saved run that the new recipe must share for model.init_from (the video side's shape);
 # classes, classifier, frames (T-Trans positions cover up to 64), training switches and t1d_init may differ.
-_INIT_FROM_MUST_MATCH = ("model", "temporal", "temporal_layers", "token_t1d_blocks", "t1d_stages")
+_INIT_FROM_MUST_MATCH = ("model", "temporal", "temporal_layers", "token_t1d_blocks", "t1d_stages", "branch_blocks")
 # The text side of CLIP (it built this run's frozen classifier) and the head (this run's classes) are not loaded.
 _INIT_FROM_TEXT_SIDE = (".backbone.clip.text_model.", ".backbone.clip.text_projection", ".backbone.clip.logit_scale")
 
@@ -150,6 +150,8 @@ def init_from_run(model: VideoRecognizer, source: str | Path) -> dict:
         for key in _INIT_FROM_MUST_MATCH:
             if key == "temporal_layers" and mine["temporal"] != "ttrans":
                 continue  # only T-Trans has layers
+            if key == "branch_blocks" and mine["temporal"] not in ("parallel", "serial"):
+                continue  # only a temporal branch has blocks
             if saved[key] != mine[key]:
                 raise InputError(
                     f"model.init_from: {step_dir} was trained with {where}.{key}={saved[key]!r}, this recipe has {where}.{key}={mine[key]!r}; they must match"
@@ -239,7 +241,7 @@ def _loss(
     if cfg.optim.loss == "bce":
         return _bce_loss(cfg, train_model, model, inputs, target, texts, rng=rng)
     if cfg.optim.loss == "ce":
-        return F.cross_entropy(train_model(inputs).float(), target)
+        return F.cross_entropy(train_model(inputs).float(), target) + _auxiliary(cfg, model)
     if cfg.optim.loss == "infonce":
         if not isinstance(model.head, FrozenClassifier):
             raise InputError("optim.loss=infonce needs a text classifier (model.classifier: text or sentence)")
@@ -247,7 +249,7 @@ def _loss(
             video, text = train_model(inputs, embed=True, text=texts(target, target.device))
         else:
             video, text = train_model(inputs, embed=True), model.head.weight[target]
-        return distributed_infonce(video.float(), text.float(), logit_scale=model.head.logit_scale, labels=target)
+        return distributed_infonce(video.float(), text.float(), logit_scale=model.head.logit_scale, labels=target) + _auxiliary(cfg, model)
     raise InputError(f"unknown optim.loss '{cfg.optim.loss}' (ce, infonce, bce)")
 
 
@@ -509,6 +511,8 @@ def _build_optimizer(cfg: TrainConfig, model: VideoRecognizer, *, total_steps: i
         {"name": "backbone", "named_params": by_group["backbone"]},
         {"name": "head", "named_params": by_group["head"], "lr": cfg.optim.head_lr or cfg.optim.lr},
         {"name": "label_encoder", "named_params": by_group["label_encoder"], "lr": cfg.optim.head_lr or cfg.optim.lr},
+        # layers initialised from CLIP (a temporal branch's spatial blocks): no weight decay (multi-label K.2)
+        {"name": "head_clip_init", "named_params": by_group["head_clip_init"], "lr": cfg.optim.head_lr or cfg.optim.lr, "weight_decay": 0.0},
     ]
     optimizer = build_adamw([g for g in groups if g["named_params"]], lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas))
     warmup = min(total_steps, round(cfg.optim.warmup_epochs * steps_per_epoch))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from openvocab.scoring import label_probabilities, score_segments, score_views, similarity_logits
@@ -22,11 +23,13 @@ def test_softmax_sums_to_one_and_multilabel_is_independent():
     logits = torch.randn(4, 6, generator=g) * 10
     p = label_probabilities(logits, multi_label=False)
     torch.testing.assert_close(p.sum(-1), torch.ones(4))
-    m = label_probabilities(logits, multi_label=True, logit_scale=100.0)
+    m = label_probabilities(logits, multi_label=True, bias=-25.0)  # σ(a·cos + b), b from the calibration
     torch.testing.assert_close(m, torch.sigmoid(logits - 25.0))
+    with pytest.raises(ValueError, match="bias"):  # no hidden default bias: the calibration gives it
+        label_probabilities(logits, multi_label=True)
     # adding labels changes softmax scores but never another label's multi-label score
     more = torch.cat([logits, torch.full((4, 2), 30.0)], dim=1)
-    torch.testing.assert_close(label_probabilities(more, multi_label=True, logit_scale=100.0)[:, :6], m)
+    torch.testing.assert_close(label_probabilities(more, multi_label=True, bias=-25.0)[:, :6], m)
     assert not torch.allclose(label_probabilities(more)[:, :6], p)
 
 

@@ -21,6 +21,7 @@ from typing import Union
 import numpy as np
 import torch
 
+from openvocab.calibration import Calibration, calibration_of
 from openvocab.errors import InputError, OpenVocabError
 from openvocab.io.decode import DecodedFrames, VideoInfo, open_video
 from openvocab.io.modalities import AudioInput, audio_eval_tensor, check_modalities, flow_images, load_waveform, read_with_flow_pairs
@@ -111,11 +112,14 @@ class VideoClassifier:
         modalities: str | Sequence[str] | None = None,
         mov_beta: float = MOV_BETA,
         mov_tau_video: float = MOV_TAU_VIDEO,
+        calibration: Calibration | str | Path | None = None,
     ) -> None:
         if not getattr(recognizer.head, "scores_by_similarity", False):
             raise _unscorable(recognizer.spec.classifier, getattr(recognizer, "source", ""))
         self.recognizer = recognizer.eval()
         self.label_bank = label_bank
+        if label_bank is not None and hasattr(recognizer.label_encoder, "attach_label_bank"):
+            recognizer.label_encoder.attach_label_bank(label_bank)  # LLM attributes are cached beside the embeddings
         self.frame_batch_size = frame_batch_size
         self.inputs = recognizer.spec.input_settings()
         if modalities is not None:
@@ -129,6 +133,9 @@ class VideoClassifier:
             self.inputs = self.inputs.restricted(chosen)
         self.mov_beta = float(mov_beta)
         self.mov_tau_video = float(mov_tau_video)
+        # multi-label scoring: an explicit calibration (a file is read now: a bad one fails at load), else the model's
+        # saved one or its default, resolved at first multi-label use (see :attr:`calibration`)
+        self._calibration = calibration if isinstance(calibration, Calibration) or calibration is None else Calibration.read(calibration)
         backbone = recognizer.backbone
         if backbone.random_weights and not getattr(recognizer, "trained", False):
             log.warning("%s has RANDOM weights (an architecture-exact test model): its scores are meaningless", backbone.source)
@@ -154,6 +161,19 @@ class VideoClassifier:
     @property
     def logit_scale(self) -> float:
         return self.recognizer.logit_scale
+
+    @property
+    def calibration(self) -> Calibration:
+        """The multi-label scoring ``σ(a·cos + b)`` and threshold: the one given to :func:`load`, else
+        ``calibration.json`` of the run / model directory (``openvocab calibrate``), else the documented default
+        (:func:`openvocab.calibration.default_calibration`)."""
+        if self._calibration is None:
+            self._calibration = calibration_of(self.recognizer)
+        return self._calibration
+
+    @calibration.setter
+    def calibration(self, value: Calibration | str | Path | None) -> None:
+        self._calibration = value if isinstance(value, Calibration) or value is None else Calibration.read(value)
 
     @property
     def _device(self) -> torch.device:
@@ -253,7 +273,7 @@ class VideoClassifier:
         fallback of :mod:`openvocab.io.modalities`)."""
         rec = self.recognizer
         names = list(streams) if streams is not None else list(rec.streams)
-        parts = torch.split(frames.to(self._device).float(), [rec.streams[n].dim for n in names], dim=-1)
+        parts = torch.split(frames.to(self._device).float(), [rec.streams[n].frame_dim for n in names], dim=-1)
         by_name = dict(zip(names, parts))
         if rec.fused_outputs and len(names) < len(rec.streams):
             return rec.head.embed(by_name[rec.spec.primary].mean(dim=-2)).float().cpu()
@@ -276,7 +296,7 @@ class VideoClassifier:
         views: str = "1x1",
         top_k: int = 5,
         multi_label: bool = False,
-        threshold: float = 0.5,
+        threshold: float | None = None,
         segments: int | None = None,
         fps: float = 25.0,
         on_error: str = "raise",
@@ -288,8 +308,9 @@ class VideoClassifier:
         ``frames`` per view, ``sampler`` ``"uniform"`` (TSN segments, Text4Vis) or ``"dense"`` (``frames`` at
         ``stride``, MOV), ``views`` ``"TxC"`` temporal clips × spatial crops (``"4x3"`` as in the papers).
         ``segments`` time windows for the timeline (default: ``frames``). ``on_error="skip"`` returns failed videos
-        as results with ``error`` set instead of raising. ``multi_label`` scores each label independently
-        (sigmoid, uncalibrated heuristic bias until the multi-label issue; see :mod:`openvocab.scoring`).
+        as results with ``error`` set instead of raising. ``multi_label`` scores each label independently,
+        ``σ(a·cos + b)`` with :attr:`calibration`, and predicts the labels scoring at least ``threshold`` (default:
+        the calibration's threshold).
         ``progress(done, name)`` after each video; ``label_progress(done, total)`` while labels are encoded.
         Every warning (cleaned labels, a timeline with fewer segments than asked) is in each result's ``warnings``.
         """
@@ -305,7 +326,10 @@ class VideoClassifier:
         spec = SamplerSpec(kind=sampler, frames=frames, stride=stride, temporal_views=temporal, spatial_crops=crops)  # type: ignore[arg-type]
         label_list, warnings = clean_labels(labels)  # their warnings go into every result's ``warnings``
         label_emb = self.encode_labels(label_list, progress=label_progress).embeddings
-        scale = self.logit_scale
+        calibration = self.calibration if multi_label else None  # multi-label: σ(a·cos + b), the calibration's (a, b)
+        scale, bias = (calibration.scale, calibration.bias) if calibration is not None else (self.logit_scale, None)
+        if calibration is not None and threshold is None:
+            threshold = calibration.threshold
         n_segments = segments if segments is not None else frames
         if n_segments < 0:
             raise InputError(f"--segments must be >= 0, got {n_segments}")
@@ -325,6 +349,8 @@ class VideoClassifier:
                         label_list,
                         label_emb,
                         scale=scale,
+                        bias=bias,
+                        calibration=calibration,
                         spec=spec,
                         top_k=top_k,
                         multi_label=multi_label,
@@ -350,15 +376,17 @@ class VideoClassifier:
         label_emb: torch.Tensor,
         *,
         scale: float,
+        bias: float | None = None,
+        calibration: Calibration | None = None,
         spec: SamplerSpec,
         top_k: int,
         multi_label: bool,
-        threshold: float,
+        threshold: float | None,
         n_segments: int,
     ) -> ClipResult:
         pool = functools.partial(self.pool, streams=emb.streams)
         rule, probabilities, notes = self._rule(labels, emb, name)
-        probs = score_views(emb.frames, label_emb, logit_scale=scale, multi_label=multi_label, pool=pool, probabilities=probabilities)
+        probs = score_views(emb.frames, label_emb, logit_scale=scale, multi_label=multi_label, bias=bias, pool=pool, probabilities=probabilities)
         k = min(top_k, len(labels))
         ranked = _ranked(probs, labels, k)
         if multi_label:
@@ -373,7 +401,7 @@ class VideoClassifier:
             times = emb.times_s.reshape(-1).float()
             bounds = torch.linspace(0.0, duration, n_segments + 1)
             seg_probs, kept = score_segments(
-                frame_emb, times, label_emb, boundaries=bounds, logit_scale=scale, multi_label=multi_label, pool=pool, probabilities=probabilities
+                frame_emb, times, label_emb, boundaries=bounds, logit_scale=scale, multi_label=multi_label, bias=bias, pool=pool, probabilities=probabilities
             )
             for row, s in zip(seg_probs, kept.tolist()):
                 segs.append(SegmentResult(start_s=float(bounds[s]), end_s=float(bounds[s + 1]), labels=_ranked(row, labels, k)))
@@ -390,6 +418,7 @@ class VideoClassifier:
             segments=segs,
             multi_label=multi_label,
             threshold=threshold if multi_label else None,
+            calibration=calibration.summary() if multi_label and calibration is not None else None,
             duration_s=float(duration),
             frames_sampled=int(emb.frames.shape[1] * emb.frames.shape[2]),
             views=spec.views,
@@ -444,6 +473,8 @@ def load(
     prompts: str | None = None,
     template: str | None = None,
     modalities: str | Sequence[str] | None = None,
+    llm: str | Path | None = None,
+    calibration: str | Path | None = None,
 ) -> VideoClassifier:
     """Load a classifier: ``openvocab.load("openai/clip-vit-base-patch32")``, a local model directory,
     ``random:ARCH``, or a training run directory of ``openvocab train`` (``config.yaml`` + checkpoints: the run's
@@ -455,7 +486,11 @@ def load(
     ``"single"`` (one ``template``), ``"classname"``, or a path to a templates file; ``None`` (default) means
     ``"ensemble"`` for a CLIP model and the run's own prompt set (``model.prompts`` / ``model.template``) for a run.
     ``modalities``: the inputs to use, e.g. ``"rgb,audio"`` (default: every stream the model has; a MOV run may
-    drop its flow / audio stream and then scores from the video alone).
+    drop its flow / audio stream and then scores from the video alone). ``llm``: a T5 / Flan-T5 hub id or directory;
+    a CLIP model then scores labels by LLM-written attributes (fixed LLM prompting, open-vocabulary multi-label §3.1;
+    the attributes are cached in the label bank), a run with an LLM head finds its LLM there.
+    ``calibration``: a ``calibration.json`` for multi-label scoring (default: the run's / model directory's own, else
+    the documented default; :attr:`VideoClassifier.calibration`).
     """
     from openvocab.models.factory import is_run_dir, load_recognizer, run_spec
 
@@ -466,9 +501,10 @@ def load(
         bank = None
     else:
         bank = LabelBank(label_bank)  # type: ignore[arg-type]
+    saved = Calibration.read(calibration) if calibration is not None else None  # a bad file fails before the model loads
     if is_run_dir(model):
         kind = run_spec(model)[0].classifier
         if kind == "linear":  # refuse before building the model
             raise _unscorable(kind, Path(model).expanduser())
-    recognizer = load_recognizer(model, device=device, dtype=dtype, prompts=prompts, template=template)
-    return VideoClassifier(recognizer=recognizer, label_bank=bank, modalities=modalities)
+    recognizer = load_recognizer(model, device=device, dtype=dtype, prompts=prompts, template=template, llm=None if llm is None else str(llm))
+    return VideoClassifier(recognizer=recognizer, label_bank=bank, modalities=modalities, calibration=saved)

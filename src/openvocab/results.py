@@ -36,8 +36,10 @@ class ClipResult:
     ``modalities`` lists the inputs used (``rgb``; a MOV run's ``flow`` / ``audio`` when the video has them) and
     ``scoring`` names the probability rule when the recogniser has several (MOV's base / novel inference).
     ``labels`` holds the ``top_k`` best labels, best first. ``predicted`` is what applies: the top label for
-    single-label scoring, every label whose score reaches ``threshold`` for multi-label scoring. ``error`` is set
-    (and everything else empty) when the video could not be classified.
+    single-label scoring, every label whose score reaches ``threshold`` for multi-label scoring, whose scores are
+    ``σ(a·cos + b)`` with the model's calibration: ``calibration`` shows which (``source``, ``scale``, ``bias`` and
+    its own ``threshold``; ``threshold`` is the one applied). ``error`` is set (and everything else empty) when the
+    video could not be classified.
     """
 
     path: str
@@ -46,6 +48,7 @@ class ClipResult:
     segments: list[SegmentResult] = field(default_factory=list)
     multi_label: bool = False
     threshold: float | None = None
+    calibration: dict | None = None  # multi-label: the calibration applied (source, scale, bias, threshold)
     duration_s: float = 0.0
     frames_sampled: int = 0
     views: str = "1x1"
@@ -122,6 +125,8 @@ def render_table(results: Sequence[ClipResult], *, show_segments: bool = False) 
         if not r.ok:
             continue
         kind = f"multi-label, threshold {r.threshold:g}" if r.multi_label and r.threshold is not None else "softmax"
+        if r.multi_label and r.calibration:
+            kind += f", {r.calibration.get('source', '')}"
         table = Table(title=f"{r.path}  ({r.duration_s:.1f} s, {r.frames_sampled} frames, {r.views} views, {kind})", title_justify="left", expand=False)
         table.add_column("rank", justify="right")
         table.add_column("label")

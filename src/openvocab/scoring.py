@@ -3,9 +3,9 @@
 * Cosine similarity times CLIP's logit scale (CLIP; Text4Vis Eq. 5 with the frozen text classifier
   ``W̃`` of L2-normalised label embeddings; MOV Eq. 8 ``s_i = <V, B_i> / τ``).
 * Temporal average pooling (TAP) of frame embeddings into one clip embedding (Text4Vis §3.2 / Table 9 "TAP").
-* Single-label: softmax over the vocabulary. Multi-label: an independent sigmoid per label,
-  ``σ(scale·cos − bias)``; until the multi-label issue calibrates it, ``bias`` is a documented heuristic
-  (``scale × 0.25``: for released CLIP models a matching video–text pair has cosine ≈ 0.3, a non-matching ≈ 0.2).
+* Single-label: softmax over the vocabulary. Multi-label: an independent sigmoid per label, ``σ(a·cos + b)`` with
+  the scale ``a`` (passed as ``logit_scale``) and bias ``b`` of the model's :class:`~openvocab.calibration.Calibration`
+  (``openvocab calibrate``, or its documented default).
 * Multi-view testing -- THE one rule, :func:`average_views`: every view (temporal clip × spatial crop) is pooled,
   scored and turned into probabilities on its own, and the probabilities are averaged over the views (Text4Vis §3
   "4×3 views", MOV §4.2 "the final score is averaged over 12 views"). ``classify``, ``evaluate``, the trainer's
@@ -26,8 +26,6 @@ Pool = Callable[[torch.Tensor], torch.Tensor]
 #: Probabilities of pooled views: ``(N, *E) pooled, (L, D) labels -> (N, L)``; default: softmax/sigmoid of scaled cosines.
 Probabilities = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-DEFAULT_MULTI_LABEL_COSINE_OFFSET = 0.25
-
 
 def l2_normalize(x: torch.Tensor, *, eps: float = 1e-12) -> torch.Tensor:
     """Unit-normalise along the last dimension."""
@@ -46,19 +44,17 @@ def similarity_logits(video_embeddings: torch.Tensor, label_embeddings: torch.Te
     return logit_scale * (v @ t.T)
 
 
-def label_probabilities(logits: torch.Tensor, *, multi_label: bool = False, bias: float | None = None, logit_scale: float | None = None) -> torch.Tensor:
+def label_probabilities(logits: torch.Tensor, *, multi_label: bool = False, bias: float | None = None) -> torch.Tensor:
     """Turn similarity logits into scores in [0, 1].
 
-    Single-label: softmax over the vocabulary (rows sum to 1). Multi-label: ``sigmoid(logits − bias)`` per label;
-    ``bias`` defaults to ``logit_scale × 0.25`` (see the module docstring; uncalibrated until the multi-label issue).
+    Single-label: softmax over the vocabulary (rows sum to 1). Multi-label: ``sigmoid(logits + bias)`` per label, where
+    ``logits = a·cos`` and ``bias = b`` come from the model's calibration (:mod:`openvocab.calibration`); required.
     """
     if not multi_label:
         return logits.softmax(dim=-1)
     if bias is None:
-        if logit_scale is None:
-            raise ValueError("multi-label scoring needs bias or logit_scale")
-        bias = logit_scale * DEFAULT_MULTI_LABEL_COSINE_OFFSET
-    return torch.sigmoid(logits - bias)
+        raise ValueError("multi-label scoring needs the calibration's bias (openvocab.calibration.calibration_of)")
+    return torch.sigmoid(logits + bias)
 
 
 def average_views(view_probabilities: torch.Tensor, *, dim: int = -2) -> torch.Tensor:
@@ -66,20 +62,21 @@ def average_views(view_probabilities: torch.Tensor, *, dim: int = -2) -> torch.T
     return view_probabilities.mean(dim=dim)
 
 
-def view_probabilities(view_logits: torch.Tensor, *, multi_label: bool = False, bias: float | None = None, logit_scale: float | None = None) -> torch.Tensor:
+def view_probabilities(view_logits: torch.Tensor, *, multi_label: bool = False, bias: float | None = None) -> torch.Tensor:
     """Per-view logits ``(..., V, L)`` -> clip scores ``(..., L)``: probabilities per view, then :func:`average_views`.
 
     For heads whose logits are not a scaled cosine (the linear probe) this is the whole scoring path."""
-    return average_views(label_probabilities(view_logits.float(), multi_label=multi_label, bias=bias, logit_scale=logit_scale))
+    return average_views(label_probabilities(view_logits.float(), multi_label=multi_label, bias=bias))
 
 
 def clip_scores(
     view_embeddings: torch.Tensor, label_embeddings: torch.Tensor, *, logit_scale: float, multi_label: bool = False, bias: float | None = None
 ) -> torch.Tensor:
     """Pooled view embeddings ``(..., V, D)`` against labels ``(L, D)`` -> clip scores ``(..., L)``: cosine × scale
-    per view, probabilities per view, averaged over views (:func:`average_views`)."""
+    per view, probabilities per view, averaged over views (:func:`average_views`). Multi-label: ``logit_scale`` and
+    ``bias`` are the calibration's ``a`` and ``b`` (``σ(a·cos + b)``)."""
     logits = similarity_logits(view_embeddings, label_embeddings, logit_scale=logit_scale)
-    return view_probabilities(logits, multi_label=multi_label, bias=bias, logit_scale=logit_scale)
+    return view_probabilities(logits, multi_label=multi_label, bias=bias)
 
 
 def score_views(
@@ -145,7 +142,7 @@ def score_segments(
     if probabilities is not None:
         return probabilities(pooled, label_embeddings), kept
     logits = similarity_logits(pooled, label_embeddings, logit_scale=logit_scale)
-    return label_probabilities(logits, multi_label=multi_label, bias=bias, logit_scale=logit_scale), kept
+    return label_probabilities(logits, multi_label=multi_label, bias=bias), kept
 
 
 # ---------------------------------------------------------------------------------------------------------------------

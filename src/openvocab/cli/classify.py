@@ -9,6 +9,7 @@ import typer
 
 from openvocab.cli.common import (
     DEFAULT_MODEL,
+    LLM_HELP,
     MODEL_HELP,
     PROMPTS_HELP,
     DeviceOption,
@@ -49,8 +50,13 @@ def classify(
     stride: StrideOption = 4,
     views: str = typer.Option("1x1", "--views", help="Temporal clips x spatial crops, e.g. 1x1 or 4x3 (scores averaged over views)."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="How many ranked labels to report."),
-    multi_label: bool = typer.Option(False, "--multi-label", help="Score each label independently (sigmoid); uncalibrated until calibration lands."),
-    threshold: float = typer.Option(0.5, "--threshold", help="Multi-label decision threshold on the sigmoid score."),
+    multi_label: bool = typer.Option(
+        False, "--multi-label", help="Score each label independently, sigmoid(a*cos + b) with the model's calibration (see `openvocab calibrate`)."
+    ),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Multi-label decision threshold on the score (default: the calibration's)."),
+    calibration: Optional[Path] = typer.Option(
+        None, "--calibration", help="Multi-label: a calibration.json of `openvocab calibrate` (default: the run's / model directory's own, if any)."
+    ),
     segments: Optional[int] = typer.Option(None, "--segments", help="Time windows in the per-segment timeline (default: --frames; 0 disables)."),
     timeline: bool = typer.Option(False, "--timeline", help="Show the per-segment timeline in the table output."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
@@ -58,6 +64,7 @@ def classify(
     device: DeviceOption = "cpu",
     prompts: Optional[str] = typer.Option(None, "--prompts", help=PROMPTS_HELP + " Default: 'ensemble'; for a training run, the run's own."),
     template: TemplateOption = None,
+    llm: Optional[str] = typer.Option(None, "--llm", help=LLM_HELP),
     label_bank: LabelBankOption = None,
     no_label_bank: bool = typer.Option(False, "--no-label-bank", help="Do not cache label embeddings."),
     modalities: Optional[str] = typer.Option(
@@ -74,6 +81,8 @@ def classify(
     openvocab classify clip.mp4 --labels 'red circle, blue square' --model runs/synth_tiny
 
     openvocab classify clip.mp4 --labels 'dog barking, playing drums' --model runs/mov_vggsound --modalities rgb,audio
+
+    openvocab classify clips/ --labels-file tags.txt --model runs/multilabel --multi-label --format json
     """
     setup_logging(quiet)
     if fmt not in {"table", "json", "csv"}:
@@ -90,7 +99,20 @@ def classify(
     import openvocab
     from openvocab.results import render_table, to_csv, to_json
 
-    clf = openvocab.load(model, device=device, label_bank=label_bank_arg(label_bank, no_label_bank), prompts=prompts, template=template, modalities=modalities)
+    clf = openvocab.load(
+        model,
+        device=device,
+        label_bank=label_bank_arg(label_bank, no_label_bank),
+        prompts=prompts,
+        template=template,
+        modalities=modalities,
+        llm=llm,
+        calibration=calibration,
+    )
+    if not quiet and calibration is not None and not multi_label:
+        print_error("warning: --calibration applies to --multi-label scores only")
+    if not quiet and multi_label and not clf.recognizer.fused_outputs and not clf.calibration.fitted:
+        print_error(f"warning: multi-label scores of {model} are not calibrated ({clf.calibration.source})")
     kwargs = dict(
         frames=frames,
         sampler=sampler,

@@ -10,6 +10,9 @@ import typer
 
 from openvocab.cli.common import (
     DEFAULT_MODEL,
+    LLM_HELP,
+    PROMPTS_HELP,
+    TEMPLATE_HELP,
     BatchSizeOption,
     DeviceOption,
     FramesOption,
@@ -62,7 +65,20 @@ def evaluate(
     batch_size: BatchSizeOption = 8,
     workers: WorkersOption = 2,
     device: DeviceOption = "cpu",
-    plots: Optional[Path] = typer.Option(None, "--plots", help="Write confusion_matrix.png and class_correlation.png here."),
+    plots: Optional[Path] = typer.Option(
+        None,
+        "--plots",
+        help="Write confusion_matrix.png and class_correlation.png here; multi-label: f1_threshold.png (F1 vs threshold, the calibrated one marked) and precision_recall.png.",
+    ),
+    multi_label: bool = typer.Option(
+        False, "--multi-label", help="Score multi-label (automatic when some video has several labels): AUPR, mAP, peak F1, F1 at the calibrated threshold."
+    ),
+    calibration: Optional[Path] = typer.Option(
+        None, "--calibration", help="Multi-label: the calibration.json to evaluate (default: the run's / model directory's own, else the uncalibrated default)."
+    ),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help=PROMPTS_HELP + " Default: ensemble for a CLIP model, the run's own for a run."),
+    template: Optional[str] = typer.Option(None, "--template", help=TEMPLATE_HELP),
+    llm: Optional[str] = typer.Option(None, "--llm", help=LLM_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON result here (atomically)."),
     predictions: Optional[Path] = typer.Option(
         None, "--predictions", help="Also write one CSV row per scored video: path, true labels, predicted label, score."
@@ -90,6 +106,9 @@ def evaluate(
     Per-class gains over a baseline (MOV Fig. 3): evaluate the baseline with --predictions clip.csv, then
     openvocab evaluate split/novel_test.csv --classes split/novel_classes.txt --model runs/mov --baseline clip.csv
     --gain-plot gains.png
+
+    Multi-label datasets (several labels per video) also get the multi-label paper's metrics on the calibrated
+    scores (see `openvocab calibrate`): openvocab evaluate anet_val.csv --model runs/multilabel --plots plots/
     """
     setup_logging(False)
     opts = {
@@ -115,6 +134,10 @@ def evaluate(
         "batch_size": batch_size,
         "workers": workers,
         "device": device,
+        "calibration": calibration,
+        "prompts": prompts,
+        "template": template,
+        "llm": llm,
     }
     if recipe is not None:
         from openvocab.eval.run import load_eval_recipe
@@ -182,6 +205,11 @@ def evaluate(
         flow_cache=str(opts["flow_cache"]) if opts["flow_cache"] else None,
         mov_beta=opts["mov_beta"],
         mov_tau_video=opts["mov_tau_video"],
+        multi_label=multi_label or None,
+        calibration=str(opts["calibration"]) if opts["calibration"] else None,
+        prompts=opts["prompts"],
+        template=opts["template"],
+        llm=opts["llm"],
     )
     if baseline is not None:
         from openvocab.eval.compare import gain_report

@@ -11,6 +11,7 @@
 * :func:`f1_at` -- F1 at given thresholds (e.g. a calibrated one on a held-out split).
 * :func:`min_f1_threshold` -- §4.6: the threshold that maximises the MINIMUM F1 over several validation datasets
   (one threshold that works across kinds of concepts), searched over the union of their distinct scores.
+* :func:`multilabel_metrics` -- all of it for one dataset as a dict (``openvocab evaluate``, a trainer's validation).
 
 Scores are probabilities or any monotone score; targets are multi-hot ``(N, C)`` (0/1 or bool). A pair set without
 a positive has no AUPR (one-line error); F1 is 0 where nothing is predicted and nothing is true is impossible here
@@ -27,7 +28,7 @@ import numpy as np
 from openvocab.errors import InputError
 from openvocab.eval.metrics import ArrayLike, as_numpy
 
-__all__ = ["F1Curve", "aupr", "f1_at", "f1_curve", "min_f1_threshold", "peak_f1"]
+__all__ = ["F1Curve", "aupr", "f1_at", "f1_curve", "min_f1_threshold", "multilabel_metrics", "peak_f1"]
 
 
 def _pairs(scores: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -108,3 +109,32 @@ def min_f1_threshold(datasets: Sequence[tuple[ArrayLike, ArrayLike]]) -> tuple[f
     worst = per_dataset.min(axis=0)
     best = int(np.argmax(worst))
     return float(candidates[best]), [float(v) for v in per_dataset[:, best]]
+
+
+def multilabel_metrics(scores: ArrayLike, targets: ArrayLike, *, threshold: float | None = None) -> dict:
+    """The multi-label metrics of one dataset, ``(N, C)`` scores against multi-hot targets, as a JSON-able dict:
+
+    ``aupr`` (micro over video-label pairs, §4.4), ``map`` (per-class AP averaged over the classes with a positive,
+    :func:`openvocab.eval.metrics.mean_average_precision`), ``peak_f1`` and its oracle ``peak_threshold`` (§4.4),
+    ``positives`` (positive pairs) and, with ``threshold`` (e.g. a calibrated one), ``threshold`` and ``f1`` there.
+    For a trainer's validation of a multi-label run: ``multilabel_metrics(view-averaged σ scores, multi-hot targets)``.
+    """
+    from openvocab.eval.metrics import mean_average_precision
+
+    sc, tg = as_numpy(scores, name="scores"), as_numpy(targets, name="targets")
+    if sc.ndim != 2:
+        raise InputError(f"scores must have shape (N, C), got {sc.shape}")
+    s, t = _pairs(sc, tg)
+    curve = _curve(s, t)
+    best = int(np.argmax(curve.f1))
+    out = {
+        "aupr": float(np.sum(np.diff(np.r_[0.0, curve.recall]) * curve.precision)),
+        "map": mean_average_precision(sc.astype(np.float64), tg),
+        "peak_f1": float(curve.f1[best]),
+        "peak_threshold": float(curve.thresholds[best]),
+        "positives": int(t.sum()),
+    }
+    if threshold is not None:
+        out["threshold"] = float(threshold)
+        out["f1"] = float(f1_at(s, t, float(threshold)))
+    return out

@@ -1,5 +1,7 @@
 """Evaluation plots: confusion matrices, the inter-class correlation map of a classifier (Text4Vis Fig. 1/A.5) and
-per-class accuracy gains of one run over another (MOV Fig. 3, :func:`plot_class_gains`).
+per-class accuracy gains of one run over another (MOV Fig. 3, :func:`plot_class_gains`), and the multi-label curves
+of the multi-label paper's Fig. 6: F1 against the decision threshold with a calibrated threshold marked
+(:func:`plot_f1_thresholds`) and precision against recall (:func:`plot_precision_recall`), one line per dataset.
 
 Text4Vis visualises the correlation between the rows of an offline classifier (textual embeddings, LDA, random
 normal/orthogonal matrices) as the cosine similarity of its L2-normalised class vectors; :func:`class_correlation`
@@ -11,7 +13,7 @@ backend is changed. PNGs are written atomically (:func:`openvocab.atomic.atomic_
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ from openvocab.atomic import atomic_path
 from openvocab.errors import InputError
 from openvocab.eval.metrics import as_numpy
 
-__all__ = ["class_correlation", "plot_class_correlation", "plot_class_gains", "plot_confusion_matrix"]
+__all__ = ["class_correlation", "plot_class_correlation", "plot_class_gains", "plot_confusion_matrix", "plot_f1_thresholds", "plot_precision_recall"]
 
 
 def class_correlation(embeddings) -> np.ndarray:
@@ -184,4 +186,78 @@ def plot_class_gains(gains: Sequence[Sequence], path: str | os.PathLike, *, top:
     ax.set_xlabel("accuracy gain (percentage points)")
     ax.set_title(title or f"Per-class accuracy gain: top {len(better)} gains and top {len(worse)} losses of {len(rows)} classes")
     ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+#: At most this many points per curve are drawn (a curve has one point per distinct score: up to millions).
+MAX_CURVE_POINTS = 4000
+
+
+def _thin(n: int) -> np.ndarray:
+    """Indices of at most :data:`MAX_CURVE_POINTS` evenly spread points of ``n`` (first and last kept)."""
+    return np.arange(n) if n <= MAX_CURVE_POINTS else np.unique(np.linspace(0, n - 1, MAX_CURVE_POINTS).round().astype(np.int64))
+
+
+def _curves(curves: Mapping) -> dict:
+    if not curves:
+        raise InputError("no curve to plot")
+    return {str(name): c for name, c in curves.items()}
+
+
+def plot_f1_thresholds(curves: Mapping, path: str | os.PathLike, *, threshold: float | None = None, threshold_label: str | None = None) -> Path:
+    """Fig. 6 of the multi-label paper: micro F1 against the decision threshold, one line per dataset
+    (``{name: F1Curve}`` from :func:`openvocab.eval.multilabel.f1_curve`), the ``threshold`` in use (e.g. the
+    calibrated one) as a dashed vertical line with each dataset's F1 there, and each dataset's peak F1 as a dot."""
+    from openvocab.eval.multilabel import F1Curve
+
+    curves = _curves(curves)
+    fig = _figure(6.0)
+    fig.set_size_inches(7.0, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, c in curves.items():
+        if not isinstance(c, F1Curve):
+            raise InputError(f"{name}: expected an F1Curve")
+        keep = _thin(c.thresholds.size)
+        (line,) = ax.plot(c.thresholds[keep], c.f1[keep], drawstyle="steps-post", label=name, linewidth=1.4)
+        best = int(np.argmax(c.f1))
+        ax.plot([c.thresholds[best]], [c.f1[best]], "o", color=line.get_color(), markersize=4)
+    if threshold is not None:
+        ax.axvline(
+            float(threshold),
+            color="black",
+            linestyle="--",
+            linewidth=1.0,
+            label=f"threshold {float(threshold):.3g}" + (f" ({threshold_label})" if threshold_label else ""),
+        )
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("threshold on the multi-label score")
+    ax.set_ylabel("F1 (all video-label pairs)")
+    ax.set_title("F1 across thresholds (dots: peak F1)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
+def plot_precision_recall(curves: Mapping, path: str | os.PathLike) -> Path:
+    """Precision against recall over all video-label pairs, one line per dataset (``{name: F1Curve}``), with each
+    dataset's AUPR in the legend."""
+    from openvocab.eval.multilabel import F1Curve
+
+    curves = _curves(curves)
+    fig = _figure(5.0)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, c in curves.items():
+        if not isinstance(c, F1Curve):
+            raise InputError(f"{name}: expected an F1Curve")
+        area = float(np.sum(np.diff(np.r_[0.0, c.recall]) * c.precision))
+        keep = _thin(c.recall.size)
+        ax.plot(np.r_[0.0, c.recall[keep]], np.r_[c.precision[0], c.precision[keep]], drawstyle="steps-pre", label=f"{name} (AUPR {area:.3f})", linewidth=1.4)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("Precision-recall (all video-label pairs)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     return _save(fig, path)

@@ -15,7 +15,12 @@
   (the same decision as ``classify``; :func:`mov_score`);
 * the full protocol also reports mAP (ActivityNet's metric, Table 2) on the per-video softmax; untrimmed videos with
   several labels (ActivityNet ``videos`` mode) are scored multi-label: top-k is hit@k, no mean-class accuracy;
-* outputs: a JSON result, and optionally the confusion-matrix and class-correlation plots (Fig. 1 / A.5).
+* multi-label datasets (some video has several labels, or ``multi_label=True``): also the multi-label paper's
+  metrics (§4.4) on the calibrated scores ``σ(a·cos + b)`` of the model's calibration (:mod:`openvocab.calibration`):
+  ``result.multi_label`` = micro AUPR over video-label pairs, per-class mAP, peak F1 and its oracle threshold, and F1
+  at the calibration's threshold (:func:`openvocab.eval.multilabel.multilabel_metrics`);
+* outputs: a JSON result, and optionally the confusion-matrix and class-correlation plots (Fig. 1 / A.5) and, for a
+  multi-label dataset, Fig. 6-style F1-vs-threshold and precision-recall curves.
 """
 
 from __future__ import annotations
@@ -59,13 +64,21 @@ def class_embeddings(model, names: Sequence[str]) -> torch.Tensor:
 
 @torch.inference_mode()
 def video_embeddings(
-    model, manifest: Manifest, *, sampler: SamplerSpec, batch_size: int = 8, workers: int = 2, device: str = "cpu", flow_cache: str | None = None
+    model,
+    manifest: Manifest,
+    *,
+    sampler: SamplerSpec,
+    batch_size: int = 8,
+    workers: int = 2,
+    device: str = "cpu",
+    flow_cache: str | None = None,
+    multi_label: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(N, views, D)`` per-view video embeddings in the classifier's space (scored by
     :func:`openvocab.scoring.clip_scores`: probabilities averaged over views), the targets of the decodable
-    videos (class indices ``(N,)``, or multi-hot ``(N, C)`` when some video has several labels) and their record
-    indices in the manifest ``(N,)``."""
-    multi = any(len(r.labels) > 1 for r in manifest.records)
+    videos (class indices ``(N,)``, or multi-hot ``(N, C)`` when some video has several labels or ``multi_label``)
+    and their record indices in the manifest ``(N,)``."""
+    multi = any(len(r.labels) > 1 for r in manifest.records) if multi_label is None else bool(multi_label)
     inputs = model.spec.input_settings(flow_cache=flow_cache)
     ds = VideoClipDataset(
         manifest.records, sampler=sampler, clip=model.backbone.image_spec, multi_label=multi, num_classes=len(manifest.classes), inputs=inputs
@@ -134,10 +147,19 @@ def evaluate(
     flow_cache: str | None = None,
     mov_beta: float | None = None,
     mov_tau_video: float | None = None,
+    multi_label: bool | None = None,
+    calibration: str | Path | None = None,
+    prompts: str | None = None,
+    template: str | None = None,
+    llm: str | None = None,
 ) -> dict:
     """Run one protocol; returns a JSON-able dict (see the module docstring). ``predictions``: also write a CSV
     with one row per scored video (path, true labels, predicted label, its score), atomically. ``novel_manifest``:
-    the novel-class test videos of the ``base-novel`` protocol (``manifest`` holds the base-class ones)."""
+    the novel-class test videos of the ``base-novel`` protocol (``manifest`` holds the base-class ones).
+    ``multi_label``: score multi-label (default: when some video has several labels); ``calibration``: the
+    ``calibration.json`` whose ``σ(a·cos + b)`` and threshold to evaluate (default: the model's own). ``prompts`` /
+    ``template`` / ``llm``: the label encoder of a zero-shot CLIP (class name, templates, fixed LLM attributes: the
+    frozen baselines of open-vocabulary multi-label Table 1), as :func:`~openvocab.models.factory.load_recognizer`."""
     from openvocab.eval import protocols
     from openvocab.models.factory import load_recognizer
 
@@ -145,15 +167,24 @@ def evaluate(
         raise InputError(f"unknown protocol '{protocol}' (full, half, k600, base-novel)")
     if protocol == "base-novel" and novel_manifest is None:
         raise InputError("the base-novel protocol needs the novel-class test videos (--novel-data)")
-    model = load_recognizer(model_source, device=device).eval()
+    from openvocab.calibration import Calibration, calibration_of
+
+    multi = bool(multi_label) or any(len(r.labels) > 1 for r in manifest.records)  # video_embeddings then gives multi-hot targets
+    if multi and protocol != "full":
+        raise InputError(f"the {protocol} protocol needs single-label videos, and some of {manifest.source} have several labels (use the full protocol)")
+    cal = Calibration.read(calibration) if calibration is not None else None  # a bad file fails before the long part
+    if multi:
+        from openvocab.eval.calibrate import check_multilabel_manifest
+
+        manifest, notes = check_multilabel_manifest(manifest)
+        for note in notes:
+            log.warning("%s", note)
+    model = load_recognizer(model_source, device=device, prompts=prompts, template=template, llm=llm).eval()
     scale = model.logit_scale
     names = manifest.class_names(normalised=True)
     classes = class_embeddings(model, names)
-    multi = any(len(r.labels) > 1 for r in manifest.records)  # video_embeddings then gives multi-hot targets
-    if multi and protocol != "full":
-        raise InputError(f"the {protocol} protocol needs single-label videos, and some of {manifest.source} have several labels (use the full protocol)")
     embed = dict(sampler=sampler, batch_size=batch_size, workers=workers, device=device, flow_cache=flow_cache)
-    videos, targets, index = video_embeddings(model, manifest, **embed)
+    videos, targets, index = video_embeddings(model, manifest, multi_label=multi, **embed)
     score, rule = mov_score(model, names, beta=mov_beta, tau_video=mov_tau_video)
     scores = _scores(videos, classes, scale, score)
     if predictions is not None:
@@ -171,8 +202,20 @@ def evaluate(
         result["scoring"] = rule
     if multi:
         result["multi_label"] = True
+    curves = None
     if protocol == "full":
         result["result"] = _full_with_map(videos, targets, classes, scale, score)
+        if multi and score is None:  # the multi-label paper's metrics on the calibrated sigmoid scores
+            from openvocab.eval.multilabel import f1_curve, multilabel_metrics
+            from openvocab.scoring import clip_scores
+
+            cal = cal if cal is not None else calibration_of(model)
+            sig = clip_scores(videos, classes, logit_scale=cal.scale, multi_label=True, bias=cal.bias)
+            result["calibration"] = cal.summary()
+            result["result"]["multi_label"] = {"scores": "sigmoid(a*cos + b), averaged over views", **multilabel_metrics(sig, targets, threshold=cal.threshold)}
+            curves = {Path(manifest.source).name: f1_curve(sig, targets)}
+        elif multi:
+            result["result"]["multi_label_note"] = "a MOV run has no multi-label scores (Eq. 10-12 are softmaxes): AUPR / F1 not computed"
     elif protocol == "half":
         result["result"] = protocols.half_class_protocol(videos, targets, classes, trials=trials, seed=seed, logit_scale=scale, score=score).to_dict()
     elif protocol == "k600":
@@ -189,6 +232,11 @@ def evaluate(
 
         out = Path(plots).expanduser()
         result["plots"] = []
+        if curves is not None:  # Fig. 6: F1 against the threshold, the calibrated one marked; precision-recall
+            from openvocab.eval.plots import plot_f1_thresholds, plot_precision_recall
+
+            result["plots"].append(str(plot_f1_thresholds(curves, out / "f1_threshold.png", threshold=cal.threshold, threshold_label=cal.source)))
+            result["plots"].append(str(plot_precision_recall(curves, out / "precision_recall.png")))
         if not multi:  # a confusion matrix needs one true class per video
             plot_confusion_matrix(confusion_matrix(scores, targets, len(names)), names, out / "confusion_matrix.png")
             result["plots"].append(str(out / "confusion_matrix.png"))
@@ -282,6 +330,10 @@ EVAL_RECIPE_KEYS = {
     "flow_cache": str,
     "mov_beta": float,
     "mov_tau_video": float,
+    "calibration": str,
+    "prompts": str,
+    "template": str,
+    "llm": str,
 }
 
 

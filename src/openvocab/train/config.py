@@ -363,11 +363,13 @@ def _choices() -> dict[tuple[str, str], tuple[str, ...]]:
     return {
         ("model", "classifier"): HEADS.names(),
         ("model", "fusion"): FUSIONS.names(),
-        ("data", "format"): ("manifest", "kinetics", "ucf101", "hmdb51", "activitynet", "vggsound"),
+        ("data", "format"): ("manifest", "kinetics", "ucf101", "hmdb51", "activitynet", "vggsound", "rareact"),
         ("data", "sampler"): SAMPLERS.names(),
         ("data", "val_mode"): ("segments", "videos"),
         ("optim", "precision"): ("auto", "fp32", "bf16", "fp16"),
         ("optim", "loss"): ("ce", "infonce", "bce"),
+        ("model", "llm_connector"): ("transformer", "mlp", "linear"),
+        ("model", "llm_adaptation"): ("prefix", "lora"),
     }
 
 
@@ -407,6 +409,8 @@ def validate(cfg: TrainConfig, *, where: str) -> TrainConfig:
             raise InputError(f"{where}: {section}.{key} must be >= 1")
     if cfg.optim.lr <= 0 or cfg.optim.min_lr < 0 or cfg.optim.min_lr > cfg.optim.lr:
         raise InputError(f"{where}: need 0 <= optim.min_lr <= optim.lr and optim.lr > 0")
+    if cfg.model.classifier.startswith("llm-") and not cfg.model.llm:
+        raise InputError(f"{where}: model.classifier={cfg.model.classifier} needs model.llm (a T5 / Flan-T5 hub id or directory)")
     if cfg.optim.bce_tau <= 0 or cfg.optim.negative_weight <= 0 or cfg.data.classes_per_video < 1:
         raise InputError(f"{where}: need optim.bce_tau > 0, optim.negative_weight > 0 and data.classes_per_video >= 1")
     if cfg.data.val_mode == "videos" and cfg.data.format != "activitynet":

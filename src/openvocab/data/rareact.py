@@ -34,6 +34,7 @@ from openvocab.data.records import (
     RowProblem,
     VideoRecord,
     check_window,
+    csv_rows,
     parse_time,
     read_text_file,
     resolve_vocabulary,
@@ -118,17 +119,7 @@ def read_rareact(
     index = _FolderIndex(root) if check_files else None
     clips: dict[tuple[str, float, float], tuple[int, list[int | str]]] = {}  # clip -> (first line, labels)
     problems: list[RowProblem] = []
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            problems.append(RowProblem(source, reader.line_num, f"malformed row: {exc}", MALFORMED))
-            continue
-        line = reader.line_num
-        if not any(c.strip() for c in cells):
-            continue
+    for line, cells in csv_rows(reader, source, problems):
         problem = _row_problem(cells, header, col, line, source)
         if problem is not None:
             problems.append(problem)

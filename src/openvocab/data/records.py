@@ -11,6 +11,7 @@ Problem kinds (counted by :meth:`Manifest.summary`): ``malformed row``, ``empty 
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from collections import Counter
@@ -344,3 +345,18 @@ def split_labels(cell: str) -> list[str]:
     for sep in _LABEL_SEPARATORS:
         parts = [piece for part in parts for piece in part.split(sep)]
     return [" ".join(p.split()) for p in parts if p.strip()]
+
+
+def csv_rows(reader, source: str, problems: list[RowProblem]):
+    """``(1-based line, cells)`` of each non-blank row of a ``csv.reader``; a row the csv module cannot parse becomes a
+    MALFORMED :class:`RowProblem` in ``problems`` and the reading goes on."""
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problems.append(RowProblem(source, reader.line_num, f"malformed row: {exc}", MALFORMED))
+            continue
+        if any(c.strip() for c in cells):
+            yield reader.line_num, cells

@@ -325,6 +325,26 @@ def _tone_hz(spec: SynthSpec, class_index: int, num_classes: int, clip: dict[str
     return 250.0 * 8.0 ** (values.index(clip[str(spec.audio)]) / max(len(values) - 1, 1))
 
 
+def _object_masks(obj: dict[str, str], spec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One object's (T, H, W) body and spot masks and its jittered colour: its ``shape`` on its ``motion``'s trajectory
+    (random draws: the trajectory, then the colour jitter)."""
+    size, frames = spec.size, spec.frames
+    cx, cy, scale, angle = _trajectory(obj["motion"], size, frames, spec, rng)
+    coords = np.arange(size, dtype=np.float32) + 0.5
+    dx = coords[None, None, :] - cx[:, None, None].astype(np.float32)
+    dy = coords[None, :, None] - cy[:, None, None].astype(np.float32)
+    cos = np.cos(angle).astype(np.float32)[:, None, None]
+    sin = np.sin(angle).astype(np.float32)[:, None, None]
+    inv = (1.0 / scale).astype(np.float32)[:, None, None]
+    u = (dx * cos + dy * sin) * inv
+    v = (dy * cos - dx * sin) * inv
+    body = _shape_mask(obj["shape"], u, v)
+    spot_u, spot_r = (0.8, 0.25) if obj["shape"] == "ring" else (0.45, 0.3)
+    spot = body & ((u - spot_u) ** 2 + v * v <= spot_r**2)
+    colour = np.clip(np.asarray(COLOURS[obj["colour"]], np.float32) + rng.uniform(-15.0, 15.0, 3), 0, 255)
+    return body, spot, colour
+
+
 def render_clip(
     spec: SynthSpec,
     clip: dict[str, str],
@@ -335,19 +355,7 @@ def render_clip(
     """Draw one clip: ``clip`` gives its colour, shape and motion (and tone); returns ``(frames, audio)``, frames
     (T, H, W, 3) uint8 RGB and, when ``tone_hz`` is given, a mono float32 waveform at 16 kHz of the clip's length."""
     size, frames = spec.size, spec.frames
-    cx, cy, scale, angle = _trajectory(clip["motion"], size, frames, spec, rng)
-    coords = np.arange(size, dtype=np.float32) + 0.5
-    dx = coords[None, None, :] - cx[:, None, None].astype(np.float32)
-    dy = coords[None, :, None] - cy[:, None, None].astype(np.float32)
-    cos = np.cos(angle).astype(np.float32)[:, None, None]
-    sin = np.sin(angle).astype(np.float32)[:, None, None]
-    inv = (1.0 / scale).astype(np.float32)[:, None, None]
-    u = (dx * cos + dy * sin) * inv
-    v = (dy * cos - dx * sin) * inv
-    body = _shape_mask(clip["shape"], u, v)
-    spot_u, spot_r = (0.8, 0.25) if clip["shape"] == "ring" else (0.45, 0.3)
-    spot = body & ((u - spot_u) ** 2 + v * v <= spot_r**2)
-    colour = np.clip(np.asarray(COLOURS[clip["colour"]], np.float32) + rng.uniform(-15.0, 15.0, 3), 0, 255)
+    body, spot, colour = _object_masks(clip, spec, rng)
     video = np.broadcast_to(_background(spec, rng), (frames, size, size, 3)).copy()
     video[body] = colour
     video[spot] = colour * 0.45
@@ -647,20 +655,8 @@ def render_objects(spec: MultiLabelSpec, objects: list[dict[str, str]], *, rng: 
     in list order (later objects in front); returns (T, H, W, 3) uint8 RGB."""
     size, frames = spec.size, spec.frames
     video = np.broadcast_to(_background(spec, rng), (frames, size, size, 3)).copy()
-    coords = np.arange(size, dtype=np.float32) + 0.5
     for obj in objects:
-        cx, cy, scale, angle = _trajectory(obj["motion"], size, frames, spec, rng)
-        dx = coords[None, None, :] - cx[:, None, None].astype(np.float32)
-        dy = coords[None, :, None] - cy[:, None, None].astype(np.float32)
-        cos = np.cos(angle).astype(np.float32)[:, None, None]
-        sin = np.sin(angle).astype(np.float32)[:, None, None]
-        inv = (1.0 / scale).astype(np.float32)[:, None, None]
-        u = (dx * cos + dy * sin) * inv
-        v = (dy * cos - dx * sin) * inv
-        body = _shape_mask(obj["shape"], u, v)
-        spot_u, spot_r = (0.8, 0.25) if obj["shape"] == "ring" else (0.45, 0.3)
-        spot = body & ((u - spot_u) ** 2 + v * v <= spot_r**2)
-        colour = np.clip(np.asarray(COLOURS[obj["colour"]], np.float32) + rng.uniform(-15.0, 15.0, 3), 0, 255)
+        body, spot, colour = _object_masks(obj, spec, rng)
         video[body] = colour
         video[spot] = colour * 0.45
     if spec.noise > 0:

@@ -29,6 +29,7 @@ from openvocab.data.records import (
     RowProblem,
     VideoRecord,
     Vocabulary,
+    csv_rows,
     is_video_path,
     parse_time,
     read_text_file,
@@ -121,17 +122,7 @@ def _parse(text: str, source: str, wanted: str | None) -> tuple[list[_Row], list
     rows: list[_Row] = []
     problems: list[RowProblem] = []
     first = True
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            problems.append(RowProblem(source, reader.line_num, f"malformed row: {exc}", MALFORMED))
-            continue
-        line = reader.line_num
-        if not any(c.strip() for c in cells):
-            continue
+    for line, cells in csv_rows(reader, source, problems):
         if first and _is_header(cells):
             first = False
             continue

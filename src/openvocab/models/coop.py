@@ -33,6 +33,7 @@ from openvocab.errors import InputError
 from openvocab.scoring import similarity_logits
 from openvocab.text.clip_soft_prompts import clip_text_transformer as _text_transformer
 from openvocab.text.clip_soft_prompts import encode_token_embeddings
+from openvocab.text.label_encoders import encode_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +90,7 @@ class CoopLabelEncoder(nn.Module):
 
     def encode(self, labels: Sequence[str], *, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Unit-norm rows ``(N, D)``, float32 on the CPU, ``ENCODE_BATCH_SIZE`` labels per tower call."""
-        labels = list(labels)
-        if not labels:
-            raise InputError("no labels to encode")
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(labels), ENCODE_BATCH_SIZE):
-                parts.append(self(labels[start : start + ENCODE_BATCH_SIZE]).float().cpu())
-                if progress is not None:
-                    progress(min(start + ENCODE_BATCH_SIZE, len(labels)), len(labels))
-        return torch.cat(parts)
+        return encode_in_batches(self, labels, batch_size=ENCODE_BATCH_SIZE, progress=progress)
 
     # ------------------------------------------------------------------ the prompts
     @staticmethod

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from openvocab.errors import InputError
-from openvocab.models.coop import ENCODE_BATCH_SIZE, CoopLabelEncoder, context_words
+from openvocab.models.coop import ENCODE_BATCH_SIZE, CoopClassifier, CoopLabelEncoder, context_words
 from openvocab.scoring import similarity_logits
+from openvocab.text.label_encoders import encode_in_batches
 
 
 class DualCoopLabelEncoder(nn.Module):
@@ -58,43 +59,19 @@ class DualCoopLabelEncoder(nn.Module):
         return torch.cat([self.positive(labels), -self.negative(labels)], dim=-1) / math.sqrt(2.0)
 
     def encode(self, labels: Sequence[str], *, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-        labels = list(labels)
-        if not labels:
-            raise InputError("no labels to encode")
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(labels), ENCODE_BATCH_SIZE):
-                parts.append(self(labels[start : start + ENCODE_BATCH_SIZE]).float().cpu())
-                if progress is not None:
-                    progress(min(start + ENCODE_BATCH_SIZE, len(labels)), len(labels))
-        return torch.cat(parts)
+        return encode_in_batches(self, labels, batch_size=ENCODE_BATCH_SIZE, progress=progress)
 
     def __repr__(self) -> str:
         return f"DualCoopLabelEncoder(context_tokens={self.positive.context_tokens})"
 
 
-class DualCoopClassifier(nn.Module):
-    """Scores ``σ/softmax(scale · cos([v̂, v̂]/√2, [t̂⁺, −t̂⁻]/√2))`` with ``scale = 2/τ`` (module docstring)."""
-
-    scores_by_similarity = True
-
-    def __init__(self, *, label_encoder: DualCoopLabelEncoder, class_names: Sequence[str], logit_scale: float) -> None:
-        super().__init__()
-        self.label_encoder = label_encoder
-        self.class_names = list(class_names)
-        self.logit_scale = float(logit_scale)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+class DualCoopClassifier(CoopClassifier):
+    """Scores ``σ/softmax(scale · cos([v̂, v̂]/√2, [t̂⁺, −t̂⁻]/√2))`` with ``scale = 2/τ`` (module docstring); the rest
+    (training classes, :meth:`class_embeddings`) is CoOp's head."""
 
     def embed(self, video: torch.Tensor) -> torch.Tensor:
         v = F.normalize(video.float(), dim=-1)
         return torch.cat([v, v], dim=-1) / math.sqrt(2.0)
-
-    def class_embeddings(self, indices: torch.Tensor) -> torch.Tensor:
-        """The rows of training classes ``indices`` with gradients (the multi-label trainer's batch classes)."""
-        return self.label_encoder([self.class_names[i] for i in indices.tolist()])
 
     def forward(self, video: torch.Tensor, label_embeddings: torch.Tensor | None = None) -> torch.Tensor:
         if label_embeddings is None:

@@ -33,6 +33,23 @@ from openvocab.text.prompts import PromptSet, prompt_set
 Progress = Callable[[int, int], None]
 
 
+def encode_in_batches(
+    forward: Callable[[list[str]], torch.Tensor], labels: Sequence[str], *, batch_size: int, progress: Progress | None = None
+) -> torch.Tensor:
+    """``encode`` of a learnable (``nn.Module``) label encoder: ``forward`` on ``batch_size`` labels at a time without
+    gradient, float32 rows on the CPU; ``progress(done, total)`` after each batch."""
+    labels = list(labels)
+    if not labels:
+        raise InputError("no labels to encode")
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(labels), batch_size):
+            parts.append(forward(labels[start : start + batch_size]).float().cpu())
+            if progress is not None:
+                progress(min(start + batch_size, len(labels)), len(labels))
+    return torch.cat(parts)
+
+
 @runtime_checkable
 class LabelEncoder(Protocol):
     """``encode(labels) -> (N, D)``; ``fingerprint`` / ``prompt_key`` key the label bank; ``open_vocabulary``."""

@@ -49,6 +49,7 @@ from torch import nn
 from openvocab.errors import InputError
 from openvocab.text import llm_attributes
 from openvocab.text.clip_soft_prompts import clip_text_transformer, encode_token_embeddings
+from openvocab.text.label_encoders import encode_in_batches
 from openvocab.text.llm_attributes import LLM_PROMPT_TEMPLATE
 
 __all__ = ["CONNECTORS", "ADAPTATIONS", "LlmPromptEncoder", "LoraAdapters", "build_connector", "decode_continuous"]
@@ -398,16 +399,7 @@ class LlmPromptEncoder(nn.Module):
 
     def encode(self, labels: Sequence[str], *, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Unit-norm rows ``(N, D)``, float32 on the CPU, without gradient, ``ENCODE_BATCH_SIZE`` labels per call."""
-        labels = list(labels)
-        if not labels:
-            raise InputError("no labels to encode")
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(labels), ENCODE_BATCH_SIZE):
-                parts.append(self(labels[start : start + ENCODE_BATCH_SIZE]).float().cpu())
-                if progress is not None:
-                    progress(min(start + ENCODE_BATCH_SIZE, len(labels)), len(labels))
-        return torch.cat(parts)
+        return encode_in_batches(self, labels, batch_size=ENCODE_BATCH_SIZE, progress=progress)
 
     def __repr__(self) -> str:
         return f"LlmPromptEncoder({getattr(self.backbone, 'source', '?')!r}, llm={self.llm_source!r}, {self._arch()})"

@@ -294,7 +294,7 @@ def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -
     mean-class accuracy, a single-label metric, is left out. ``map``: the mean over classes with a positive video
     of each class's average precision (ActivityNet's metric, Text4Vis Table 2)."""
     from openvocab.eval.metrics import mean_average_precision, mean_class_accuracy, topk_accuracy
-    from openvocab.eval.multilabel import aupr, peak_f1
+    from openvocab.eval.multilabel import multilabel_metrics
     from openvocab.scoring import view_probabilities
 
     refresh = getattr(model.head, "refresh", None)
@@ -319,9 +319,9 @@ def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -
     if t.ndim == 1:
         result["mean_class"] = mean_class_accuracy(s, t, num_classes=s.shape[1])
     result = {**result, "map": mean_average_precision(s, t), "videos": int(t.shape[0])}
-    if t.ndim == 2:  # multi-label metrics (multi-label §4.4): micro AUPR over video-label pairs, peak F1
-        f1, threshold = peak_f1(s.numpy(), t.numpy())
-        result.update(aupr=aupr(s.numpy(), t.numpy()), peak_f1=f1, peak_f1_threshold=threshold)
+    if t.ndim == 2:  # multi-label metrics (multi-label §4.4): micro AUPR over video-label pairs, peak F1, its threshold
+        ml = multilabel_metrics(s.numpy(), t.numpy())
+        result.update(aupr=ml["aupr"], peak_f1=ml["peak_f1"], peak_f1_threshold=ml["peak_threshold"])
     return result
 
 

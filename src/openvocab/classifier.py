@@ -302,6 +302,7 @@ class VideoClassifier:
         on_error: str = "raise",
         progress: Callable[[int, str], None] | None = None,
         label_progress: Callable[[int, int], None] | None = None,
+        on_result: Callable[[ClipResult], None] | None = None,
     ) -> ClipResult | list[ClipResult]:
         """Classify one video (returns a :class:`ClipResult`) or a sequence of videos (returns a list).
 
@@ -311,7 +312,8 @@ class VideoClassifier:
         as results with ``error`` set instead of raising. ``multi_label`` scores each label independently,
         ``σ(a·cos + b)`` with :attr:`calibration`, and predicts the labels scoring at least ``threshold`` (default:
         the calibration's threshold).
-        ``progress(done, name)`` after each video; ``label_progress(done, total)`` while labels are encoded.
+        ``progress(done, name)`` after each video; ``label_progress(done, total)`` while labels are encoded;
+        ``on_result(result)`` with each video's result as soon as it is scored (a batch writer streams them out).
         Every warning (cleaned labels, a timeline with fewer segments than asked) is in each result's ``warnings``.
         """
         single = isinstance(videos, (str, Path, np.ndarray))
@@ -364,6 +366,8 @@ class VideoClassifier:
                     result = ClipResult(path=name, error=str(exc))
                 futures[i] = None  # type: ignore[call-overload]  # free decoded frames early
                 results.append(result)
+                if on_result is not None:
+                    on_result(result)
                 if progress is not None:
                     progress(i + 1, name)
         return results[0] if single else results

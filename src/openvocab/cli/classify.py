@@ -59,8 +59,11 @@ def classify(
     ),
     segments: Optional[int] = typer.Option(None, "--segments", help="Time windows in the per-segment timeline (default: --frames; 0 disables)."),
     timeline: bool = typer.Option(False, "--timeline", help="Show the per-segment timeline in the table output."),
-    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file (atomically) instead of stdout."),
+    fmt: str = typer.Option("table", "--format", help="table, json, csv or jsonl (one line per video, written as each finishes)."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Write results to this file (atomically; '-' is stdout). A .jsonl file gets one line per finished video."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="With -o FILE.jsonl: skip the videos FILE already holds and append the others."),
     device: DeviceOption = "cpu",
     prompts: Optional[str] = typer.Option(None, "--prompts", help=PROMPTS_HELP + " Default: 'ensemble'; for a training run, the run's own."),
     template: TemplateOption = None,
@@ -85,12 +88,28 @@ def classify(
     openvocab classify clips/ --labels-file tags.txt --model runs/multilabel --multi-label --format json
     """
     setup_logging(quiet)
-    if fmt not in {"table", "json", "csv"}:
-        raise InputError(f"--format must be table, json or csv, got '{fmt}'")
+    if fmt == "table" and output is not None and output.suffix.lower() == ".jsonl":
+        fmt = "jsonl"
+    if fmt not in {"table", "json", "csv", "jsonl"}:
+        raise InputError(f"--format must be table, json, csv or jsonl, got '{fmt}'")
+    stream = fmt == "jsonl" and output is not None and str(output) != "-"
+    if resume and not stream:
+        raise InputError("--resume continues a JSON-lines output: give -o FILE.jsonl (or --format jsonl -o FILE)")
     from openvocab.io.discover import expand_inputs
 
     videos, problems = expand_inputs(paths)
     label_list = gather_labels(labels, labels_file)
+    done: set[str] = set()
+    if stream:
+        from openvocab.cli.jsonl_output import prepare_jsonl_output
+
+        done = prepare_jsonl_output(output, resume=resume)
+        skipped = [v for v in videos if str(v) in done]
+        videos = [v for v in videos if str(v) not in done]
+        if skipped and not quiet:
+            print_error(f"resuming {output}: {len(skipped)} video(s) already there, {len(videos)} to do")
+        if not videos and not problems:
+            return
     if not videos:
         for path, why in problems:
             print_error(f"error: {path}: {why}")
@@ -124,9 +143,36 @@ def classify(
         segments=segments,
         on_error="skip",
     )
-    with progress_bars(enabled=not quiet) as bars:  # label encoding (new labels only), then the videos
-        label_update = bars.fraction("encoding labels")
-        results = clf.classify(videos, label_list, progress=bars.counter("classifying", len(videos), show_item=True), label_progress=label_update, **kwargs)
+    sink = None
+    if fmt == "jsonl":
+        from openvocab.cli.jsonl_output import JsonlSink
+
+        sink = JsonlSink(output if stream else None)
+    finished: list = []
+
+    def on_result(result) -> None:
+        finished.append(result)
+        if sink is not None and result.ok:  # failed videos are reported, not written: a --resume retries them
+            sink.write(result)
+
+    try:
+        with progress_bars(enabled=not quiet) as bars:  # label encoding (new labels only), then the videos
+            label_update = bars.fraction("encoding labels")
+            results = clf.classify(
+                videos,
+                label_list,
+                progress=bars.counter("classifying", len(videos), show_item=True),
+                label_progress=label_update,
+                on_result=on_result,
+                **kwargs,
+            )
+    except KeyboardInterrupt:
+        where = f"; written to {output}, continue with --resume" if stream else ""
+        print_error(f"interrupted: {sum(r.ok for r in finished)} of {len(videos)} video(s) classified{where}")
+        raise typer.Exit(130) from None
+    finally:
+        if sink is not None:
+            sink.close()
     if any(r.ok for r in results):
         note_model(clf, model)  # so that `labels list` can name the model
 
@@ -136,7 +182,9 @@ def classify(
             if shows_segments or TIMELINE_NOTE not in w:
                 print_error(f"warning: {w}")
 
-    if fmt == "json":
+    if fmt == "jsonl":
+        pass  # written as each video finished
+    elif fmt == "json":
         write_output(to_json(results), output)
     elif fmt == "csv":
         write_output(to_csv(results), output)

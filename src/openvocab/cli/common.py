@@ -77,9 +77,11 @@ def setup_logging(quiet: bool) -> None:
 
 
 def write_output(text: str, output: Optional[Path]) -> None:
-    """Print, or write atomically so an existing file is never half-overwritten."""
+    """Print (``output`` None or ``-``), or write atomically so an existing file is never half-overwritten (a symbolic
+    link is followed, a file keeps its mode, a FIFO or device such as ``/dev/stdout`` is written through:
+    :mod:`openvocab.atomic`)."""
     text = text if text.endswith("\n") else text + "\n"
-    if output is None:
+    if output is None or str(output) == "-":
         sys.stdout.write(text)
         return
     from openvocab.atomic import atomic_write

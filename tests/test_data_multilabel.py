@@ -14,14 +14,8 @@ import numpy as np
 import pytest
 
 from openvocab.data import Manifest, RowProblem, Segment, VideoRecord, read_activitynet, read_manifest, write_manifest_jsonl
-from openvocab.data.synth import (
-    COLOURS,
-    MULTILABEL_FILES,
-    MultiLabelSpec,
-    concept_label,
-    draw_multilabel_clip,
-    generate_multilabel,
-)
+from openvocab.data.synth import COLOURS
+from openvocab.data.synth_multilabel import MULTILABEL_FILES, MultiLabelSpec, concept_label, draw_multilabel_clip, generate_multilabel
 from openvocab.errors import InputError
 from openvocab.io.decode import open_video
 from openvocab.train.config import DataConfig

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    from openvocab.data.synth import MultiLabelSpec, generate_multilabel
+    from openvocab.data.synth_multilabel import MultiLabelSpec, generate_multilabel
 
     spec = MultiLabelSpec(train_clips=120, val_clips=32, test_clips=40, novel_clips=0)
     return generate_multilabel(spec, tmp_path_factory.mktemp("ml") / "synth", seed=0)

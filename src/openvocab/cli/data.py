@@ -167,7 +167,7 @@ def _synth_multilabel(out, shapes, colours, motions, objects, held_shapes, held_
     """``data synth --multi-label``: build the spec from the options given (the others keep MultiLabelSpec's defaults)."""
     import json
 
-    from openvocab.data.synth import MultiLabelSpec, generate_multilabel
+    from openvocab.data.synth_multilabel import MultiLabelSpec, generate_multilabel
 
     lo, hi = _object_range(objects)
     given = {

@@ -26,7 +26,8 @@ from openvocab.data.vggsound import read_vggsound_csv
 from openvocab.data.vocabulary import filter_vocabulary, read_block_list
 
 if TYPE_CHECKING:  # pragma: no cover
-    from openvocab.data.synth import MultiLabelSpec, SynthSpec, generate, generate_multilabel
+    from openvocab.data.synth import SynthSpec, generate
+    from openvocab.data.synth_multilabel import MultiLabelSpec, generate_multilabel
 
 __all__ = [
     "Manifest",
@@ -53,8 +54,12 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in {"SynthSpec", "generate", "MultiLabelSpec", "generate_multilabel"}:
+    if name in {"SynthSpec", "generate"}:
         from openvocab.data import synth
 
         return getattr(synth, name)
+    if name in {"MultiLabelSpec", "generate_multilabel"}:
+        from openvocab.data import synth_multilabel
+
+        return getattr(synth_multilabel, name)
     raise AttributeError(f"module 'openvocab.data' has no attribute {name!r}")

@@ -30,6 +30,7 @@ from openvocab.data.records import (
     VideoRecord,
     Vocabulary,
     check_window,
+    csv_rows,
     is_video_path,
     parse_time,
     read_text_file,
@@ -154,8 +155,7 @@ def read_kinetics_csv(
     index = _FolderIndex(root) if check_files else None
     pending: list[tuple[VideoRecord, list[int | str]]] = []
     problems: list[RowProblem] = []
-    for cells in _csv_lines(reader, source, problems):
-        line = reader.line_num
+    for line, cells in csv_rows(reader, source, problems):
         if len(cells) != len(header):
             message = f"malformed row: expected {len(header)} columns, got {len(cells)}"
             problems.append(RowProblem(source, line, message, MALFORMED))
@@ -220,20 +220,6 @@ def _find_kinetics_video(index: _FolderIndex, folders: list[str], stem: str, you
         return None, False
     in_label = [m for m in matches if m.parent.name in folders]
     return (in_label or matches)[0], False
-
-
-def _csv_lines(reader, source: str, problems: list[RowProblem]):
-    """Non-blank rows of ``reader``; unparseable rows become problems."""
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            problems.append(RowProblem(source, reader.line_num, f"malformed row: {exc}", MALFORMED))
-            continue
-        if any(c.strip() for c in cells):
-            yield cells
 
 
 # --------------------------------------------------------------------------------------------------- UCF101

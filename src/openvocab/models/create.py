@@ -9,9 +9,6 @@ marker file and openvocab warns whenever such a model is used for classification
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,18 +127,18 @@ def save_model_dir(backbone, directory: str | Path, *, overwrite: bool = False, 
 
 
 def _write_clip_dir(model, backbone, directory: str | Path, *, overwrite: bool, marker: dict | None, note: str = "") -> Path:
-    """Assemble the directory in a temporary sibling and rename it into place: never a half-written model."""
+    """Assemble the directory in a temporary sibling and rename it into place (:func:`openvocab.atomic.atomic_dir`):
+    never a half-written model."""
     from transformers import CLIPImageProcessor
 
+    from openvocab.atomic import atomic_dir
     from openvocab.text.tokenizer import save_clip_tokenizer
 
     target = Path(directory).expanduser()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         if not overwrite:
             raise InputError("already exists and is not empty (use --overwrite to replace it)", path=target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target, overwrite=True) as tmp:  # the checks above decided whether replacing is allowed
         model.save_pretrained(str(tmp))
         if backbone is None:
             save_clip_tokenizer(tmp)
@@ -160,10 +157,4 @@ def _write_clip_dir(model, backbone, directory: str | Path, *, overwrite: bool, 
             (tmp / RANDOM_WEIGHTS_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         if note:
             (tmp / "openvocab_export.json").write_text(json.dumps({"note": note}, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +145,7 @@ def create_t5_dir(arch: str, directory: str | Path, *, seed: int = 0, overwrite:
     """Write a random-weight T5 of ``arch`` with the offline tokenizer to ``directory`` (safetensors, config,
     generation config, ``tokenizer.json``, ``spiece.model`` and the random-weights marker), atomically. It loads with
     :func:`openvocab.text.llm_attributes.load_llm` and transformers' own ``from_pretrained``."""
+    from openvocab.atomic import atomic_dir
     from openvocab.models.create import RANDOM_WEIGHTS_MARKER
 
     if arch not in T5_ARCHITECTURES:
@@ -157,18 +155,10 @@ def create_t5_dir(arch: str, directory: str | Path, *, seed: int = 0, overwrite:
         raise InputError("already exists and is not empty (use --overwrite to replace it)", path=target)
     tokenizer, proto = build_t5_tokenizer()
     model = build_random_t5(arch, vocab_size=len(tokenizer), seed=seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target, overwrite=True) as tmp:  # never a half-written model directory
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / "spiece.model").write_bytes(proto)
         marker = {"architecture": arch, "seed": seed, "note": "random weights: answers are meaningless; for tests and speed measurements"}
         (tmp / RANDOM_WEIGHTS_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

@@ -297,9 +297,6 @@ def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -
     from openvocab.eval.multilabel import multilabel_metrics
     from openvocab.scoring import view_probabilities
 
-    refresh = getattr(model.head, "refresh", None)
-    if refresh is not None:  # a learning label encoder: W̃ follows it
-        refresh()
     multi_label = bool(model.spec.head.multi_label)  # trained with Eq. 2: independent sigmoids σ(s/τ), not a softmax
     model.eval()
     scores, targets = [], []
@@ -424,12 +421,9 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None
                 _append_jsonl(metrics_path, row)
                 report(step, total_steps, row["loss"])
             last_of_epoch = micro >= batches_per_epoch
-            will_save = dist.main and (
+            if dist.main and (
                 (cfg.run.save_every_steps and step % cfg.run.save_every_steps == 0) or (not cfg.run.save_every_steps and last_of_epoch) or step >= total_steps
-            )
-            if will_save:
-                if getattr(model.head, "refresh", None) is not None:  # a learning label encoder: store W̃ as it now encodes
-                    model.head.refresh()
+            ):
                 save_checkpoint(
                     out,
                     model=model,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -116,9 +117,41 @@ def to_csv(results: Sequence[ClipResult]) -> str:
     return buf.getvalue()
 
 
+#: Characters that must not reach a terminal as they are: C0 controls (escape sequences start with ESC, \x1b), DEL,
+#: C1 controls (\x9b is a one-byte CSI), the bidirectional overrides and isolates that reorder what is shown ("Trojan
+#: source"), and lone surrogates (bytes of a non-UTF-8 file name or argument, which cannot even be encoded).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _visible(match: re.Match) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape): show the byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_text(text: object, *, keep: str = "") -> str:
+    """``text`` safe to print on a terminal: every control character (but those in ``keep``, e.g. ``"\\n"``) is
+    shown as its escape (``\\x1b``, ``\\u202e``), so a label or a file name can neither send escape sequences to the
+    terminal (colours, window titles, cursor moves) nor hide or reorder what is printed around it. For display
+    only: JSON, CSV and JSON-lines outputs keep the exact text."""
+    text = str(text)
+    if keep:
+        return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _visible(m), text)
+    return _UNSAFE.sub(_visible, text)
+
+
 def render_table(results: Sequence[ClipResult], *, show_segments: bool = False) -> list:
-    """rich Tables, one per video with its ranked labels (and its timeline after it when asked); the CLI prints them."""
+    """rich Tables, one per video with its ranked labels (and its timeline after it when asked); the CLI prints them.
+
+    Every text that comes from the user (paths, labels, calibration names) is a ``rich.text.Text``, never a markup
+    string, so ``[/bold]`` in a label or a folder named ``clips[`` prints as it is, and control characters are shown
+    escaped (:func:`terminal_text`)."""
     from rich.table import Table
+    from rich.text import Text
+
+    def plain(value: object) -> Text:
+        return Text(terminal_text(value))
 
     blocks = []
     for r in results:
@@ -127,13 +160,14 @@ def render_table(results: Sequence[ClipResult], *, show_segments: bool = False) 
         kind = f"multi-label, threshold {r.threshold:g}" if r.multi_label and r.threshold is not None else "softmax"
         if r.multi_label and r.calibration:
             kind += f", {r.calibration.get('source', '')}"
-        table = Table(title=f"{r.path}  ({r.duration_s:.1f} s, {r.frames_sampled} frames, {r.views} views, {kind})", title_justify="left", expand=False)
+        title = plain(f"{r.path}  ({r.duration_s:.1f} s, {r.frames_sampled} frames, {r.views} views, {kind})")
+        table = Table(title=title, title_justify="left", expand=False)
         table.add_column("rank", justify="right")
         table.add_column("label")
         table.add_column("score", justify="right")
         table.add_column("", justify="left")
         for rank, ls in enumerate(r.labels, 1):
-            table.add_row(str(rank), ls.label, f"{ls.score:.4f}", "✓" if ls.label in r.predicted else "")
+            table.add_row(str(rank), plain(ls.label), f"{ls.score:.4f}", "✓" if ls.label in r.predicted else "")
         blocks.append(table)
         if show_segments and r.segments:
             timeline = Table(title="timeline", title_justify="left")
@@ -143,6 +177,6 @@ def render_table(results: Sequence[ClipResult], *, show_segments: bool = False) 
             timeline.add_column("score", justify="right")
             for seg in r.segments:
                 best = seg.labels[0]
-                timeline.add_row(f"{seg.start_s:.2f}", f"{seg.end_s:.2f}", best.label, f"{best.score:.4f}")
+                timeline.add_row(f"{seg.start_s:.2f}", f"{seg.end_s:.2f}", plain(best.label), f"{best.score:.4f}")
             blocks.append(timeline)
     return blocks

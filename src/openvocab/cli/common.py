@@ -1,14 +1,15 @@
 """What every command module of :mod:`openvocab.cli` shares: option definitions, logging set-up, the one-line error
 convention (:func:`run_app`), atomic output, progress bars, label and prompt arguments.
 
-Only the standard library, typer and :mod:`openvocab.errors` are imported at module level: ``openvocab --help`` and
-usage errors must answer without loading torch. Everything heavy is imported inside the functions that need it.
+Only the standard library, typer and small base modules (:mod:`openvocab.errors`, :mod:`openvocab.results`) are
+imported at module level: ``openvocab --help`` and usage errors must answer without loading torch. Everything heavy is imported inside the functions that need it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ import typer
 
 from openvocab.errors import InputError, OpenVocabError
 from openvocab.io.choices import SAMPLERS
+from openvocab.results import terminal_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from openvocab.text.prompts import PromptSet
@@ -57,13 +59,24 @@ OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an e
 
 # ---------------------------------------------------------------------------------------------------------------------
 def print_error(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """One line on stderr; control characters of the user's text in it (escape sequences in a label or a file name)
+    are shown escaped, never sent to the terminal (:func:`openvocab.results.terminal_text`)."""
+    print(terminal_text(msg), file=sys.stderr, flush=True)
+
+
+class _TerminalFormatter(logging.Formatter):
+    """``level: message`` with the message's control characters shown escaped (log lines name user files)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_text(super().format(record), keep="\n")
 
 
 def setup_logging(quiet: bool) -> None:
     for level in (logging.INFO, logging.WARNING, logging.ERROR):
         logging.addLevelName(level, logging.getLevelName(level).lower())
-    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.ERROR if quiet else logging.WARNING, stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TerminalFormatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, handlers=[handler], force=True)
     for noisy in ("transformers", "huggingface_hub", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     import warnings
@@ -102,7 +115,10 @@ def progress_bar(title: str, total: int, *, enabled: bool = True, show_item: boo
 class ProgressBars:
     """Several bars in one live display (rich allows one at a time): ``counter`` for a known total,
     ``fraction`` for callbacks that report ``(done, total)`` themselves (label encoding, training steps). The
-    library reports progress through such callbacks; this is the one place that turns them into bars."""
+    library reports progress through such callbacks; this is the one place that turns them into bars.
+
+    Item names and notes are user text (file names, labels): their columns do not parse rich markup and their
+    control characters are shown escaped (:func:`openvocab.results.terminal_text`)."""
 
     def __init__(self, progress) -> None:
         self._progress = progress
@@ -113,7 +129,7 @@ class ProgressBars:
         task = self._progress.add_task("", total=total, title=title)
 
         def update(done: int, item: object = None) -> None:
-            description = Path(str(item)).name if show_item and item is not None else None
+            description = terminal_text(Path(str(item)).name) if show_item and item is not None else None
             self._progress.update(task, completed=done, **({"description": description} if description else {}))
 
         return update
@@ -127,23 +143,29 @@ class ProgressBars:
         def update(done: int, total: int, note: object = None) -> None:
             if "task" not in state:
                 state["task"] = self._progress.add_task("", total=total, title=title)
-            self._progress.update(state["task"], completed=done, total=total, description="" if note is None else str(note))
+            self._progress.update(state["task"], completed=done, total=total, description="" if note is None else terminal_text(note))
 
         return update
 
 
 @contextlib.contextmanager
-def progress_bars(*, enabled: bool = True) -> Iterator[ProgressBars]:
+def progress_bars(*, enabled: bool = True, console=None) -> Iterator[ProgressBars]:
     """Transient bars on stderr (none when ``enabled`` is off or stderr is not a terminal: logs and pipes get no bar
-    residue); see :class:`ProgressBars`."""
-    if not enabled or not sys.stderr.isatty():
+    residue); see :class:`ProgressBars`. ``console``: a rich Console to draw on instead (always drawn; tests)."""
+    if not enabled or (console is None and not sys.stderr.isatty()):
         yield ProgressBars(None)
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = [TextColumn("{task.fields[title]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}")]
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    columns = [
+        TextColumn("{task.fields[title]}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}", markup=False),
+    ]
+    with Progress(*columns, console=console or Console(stderr=True), transient=True) as progress:
         yield ProgressBars(progress)
 
 
@@ -214,7 +236,8 @@ def note_model(clf, model: str) -> None:
 def run_app(app: typer.Typer) -> NoReturn:
     """Run ``app`` the openvocab way: an :class:`OpenVocabError` is one line on stderr and exit code 2, a usage
     error is click's short message and exit code 2, ``typer.Exit(n)`` is exit code n, never a traceback for the
-    user's mistakes."""
+    user's mistakes. Anything else is a bug in openvocab: ONE line (``internal error: <type>: <message>``) and exit
+    code 1; the traceback is printed too when ``OPENVOCAB_DEBUG`` is set (to anything but 0 or empty)."""
     try:
         rc = app(standalone_mode=False)  # click returns the exit code of typer.Exit here
         sys.exit(rc if isinstance(rc, int) else 0)
@@ -223,18 +246,64 @@ def run_app(app: typer.Typer) -> NoReturn:
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except typer.Abort:
+        print_error("aborted")
+        sys.exit(1)
     except KeyboardInterrupt:
         print_error("interrupted")
         sys.exit(130)
-    except Exception as exc:  # usage errors (typer vendors its own click in recent versions; accept both)
-        for module in ("typer._click.exceptions", "click.exceptions"):
-            try:
-                exceptions = importlib.import_module(module)
-            except ImportError:
-                continue
-            if isinstance(exc, exceptions.ClickException):
-                exc.show()
-                sys.exit(exc.exit_code)
-            if isinstance(exc, getattr(exceptions, "Abort", ())):
-                sys.exit(1)
-        raise
+    except BrokenPipeError:  # `openvocab ... | head`: the reader left; nothing more to say, and nowhere to say it
+        _silence_stdout()
+        sys.exit(1)
+    except Exception as exc:
+        _exit_on_click_exception(exc)
+        internal_error(exc)
+
+
+def _exit_on_click_exception(exc: Exception) -> None:
+    """Usage errors (typer vendors its own click in recent versions; accept both): click's message, control
+    characters escaped, and its exit code. Returns when ``exc`` is not one of click's."""
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            exceptions = importlib.import_module(module)
+        except ImportError:
+            continue
+        if isinstance(exc, getattr(exceptions, "ClickException", ())):
+            buffer = io.StringIO()
+            exc.show(file=buffer)
+            sys.stderr.write(terminal_text(buffer.getvalue(), keep="\n"))
+            sys.stderr.flush()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, getattr(exceptions, "Abort", ())):
+            print_error("aborted")
+            sys.exit(1)
+
+
+def debug_enabled() -> bool:
+    """Whether ``OPENVOCAB_DEBUG`` asks for tracebacks of internal errors."""
+    return os.environ.get("OPENVOCAB_DEBUG", "").strip() not in ("", "0")
+
+
+def internal_error(exc: BaseException) -> NoReturn:
+    """An unexpected exception (a bug): one line and exit code 1; the traceback first with ``OPENVOCAB_DEBUG=1``."""
+    if debug_enabled():
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    message = " ".join(str(exc).split())
+    if len(message) > 500:
+        message = message[:500] + " …"
+    hint = "" if debug_enabled() else "; run with OPENVOCAB_DEBUG=1 for the traceback"
+    print_error(f"internal error: {type(exc).__name__}{': ' + message if message else ''} (please report it{hint})")
+    sys.exit(1)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again on the closed pipe."""
+    if sys.stdout is not sys.__stdout__:  # a replaced stdout (tests, embedding): not ours to redirect
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -23,7 +23,8 @@ def train(
 
     Example: openvocab train configs/text4vis/synth_tiny.yaml run.out=runs/synth optim.epochs=3
 
-    Re-running the same command resumes from the run directory's latest checkpoint.
+    Re-running the same command resumes from the run directory's latest checkpoint (its newest intact one, with a
+    warning, when the latest is damaged).
     """
     setup_logging(False)
     logging.getLogger("openvocab").setLevel(logging.INFO)

@@ -24,6 +24,13 @@ directory is renamed to ``step_XXXXXXXX`` and only then is ``latest`` replaced (
 and are older checkpoints pruned (``keep_last``). A crash at any point leaves the previous checkpoint and ``latest``
 intact and no half-written ``step_*`` directory. One writer per run directory (rank 0 under DDP).
 
+Reading a run directory never stops at a damaged newest checkpoint: a truncated or unreadable file, a corrupt
+``trainer_state.json``, a ``latest`` that is missing or names no checkpoint -- the newest intact checkpoint is used
+instead (at or below the one ``latest`` names, else the newest of the listing), with a warning naming the unusable
+one, which is left in place. Only when no checkpoint is intact is it an error (one line naming each file and its
+problem). A ``step_*`` directory given explicitly is used as it is, or refused in one line. Which checkpoint to
+read, and whether it is intact: :mod:`openvocab.models.checkpoint_choice`.
+
 Nothing is ever unpickled: ``torch.load`` is not used. Non-JSON values (tensors, tuples, non-string dict keys, bytes)
 are encoded with small markers (``{"__tensor__": key}``, ``{"__tuple__": [...]}``, ``{"__dict__": [[k, v], ...]}``,
 ``{"__bytes__": base64}``) and decoded exactly.
@@ -35,7 +42,6 @@ import base64
 import json
 import os
 import random
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Collection, Mapping
@@ -44,18 +50,36 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from openvocab.atomic import atomic_path, atomic_write
 from openvocab.digest import tensor_digest
 from openvocab.errors import InputError
+from openvocab.models.checkpoint_choice import (
+    CorruptCheckpointError,
+    choose_checkpoint,
+    json_metadata,
+    list_checkpoints,
+    read_json,
+    read_tensors,
+    resolve_checkpoint,
+    step_of,
+)
 
-__all__ = ["list_checkpoints", "load_checkpoint", "load_model_subset", "read_trainer_state", "resolve_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CorruptCheckpointError",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_model_subset",
+    "read_trainer_state",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "step_of",
+]
+
 
 FORMAT_VERSION = 1
-_STEP_RE = re.compile(r"^step_(\d{8,})$")
 _TMP_PREFIX = ".tmp-step_"
 _MARKERS = ("__tensor__", "__tuple__", "__dict__", "__bytes__")
 
@@ -206,15 +230,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def list_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
-    """Complete ``step_*`` checkpoint directories of a run, oldest step first."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if p.is_dir() and (m := _STEP_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
 def save_checkpoint(
     directory: str | os.PathLike[str],
     *,
@@ -305,44 +320,6 @@ def save_checkpoint(
 # ---------------------------------------------------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------------------------------------------------
-def resolve_checkpoint(path_or_dir: str | os.PathLike[str]) -> Path:
-    """The step directory for a run directory (follows ``latest``) or a step directory itself."""
-    path = Path(path_or_dir)
-    if (path / "trainer_state.json").is_file():
-        return path
-    pointer = path / "latest"
-    if pointer.is_file():
-        target = path / pointer.read_text(encoding="utf-8").strip()
-        if not (target / "trainer_state.json").is_file():
-            raise InputError(f"'latest' points to {target.name}, which is not a complete checkpoint", path=path)
-        return target
-    if not path.exists():
-        raise InputError("no such checkpoint directory", path=path)
-    raise InputError("not a checkpoint (no trainer_state.json) nor a run directory (no 'latest' file)", path=path)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("missing file in checkpoint", path=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"corrupt JSON ({exc})", path=path) from None
-
-
-def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
-    if not path.is_file():
-        raise InputError("missing file in checkpoint", path=path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = dict(handle.metadata() or {})
-        return load_file(str(path)), metadata
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise InputError(f"corrupt safetensors file ({type(exc).__name__}: {exc})", path=path) from None
-
-
 def _first_difference(saved: Any, given: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
     if isinstance(saved, dict) and isinstance(given, dict):
         for key in list(given) + [k for k in saved if k not in given]:
@@ -366,10 +343,13 @@ def _upgrade(model: nn.Module, arch: Any) -> tuple[Any, Callable[[str], str] | N
 def _model_file_tensors(step_dir: Path, rename: Callable[[str], str] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, tuple[str, str]]]:
     """The saved ``state_dict`` of a checkpoint (keys through ``rename``), tied-weight aliases resolved, and the
     omitted entries: ``key -> (digest, name it was digested under)``."""
-    tensors, metadata = _read_tensors(step_dir / "model.safetensors")
-    for alias, source in json.loads(metadata.get("aliases", "{}")).items():
+    path = step_dir / "model.safetensors"
+    tensors, metadata = read_tensors(path)
+    for alias, source in json_metadata(metadata, "aliases", path).items():
+        if source not in tensors:
+            raise CorruptCheckpointError(f"alias {alias!r} of a missing tensor {source!r}", path=path)
         tensors[alias] = tensors[source]
-    omitted = {k: (v, k) for k, v in json.loads(metadata.get("omitted", "{}")).items()}
+    omitted = {k: (v, k) for k, v in json_metadata(metadata, "omitted", path).items()}
     if rename is not None:
         tensors = {rename(k): v for k, v in tensors.items()}
         omitted = {rename(k): v for k, v in omitted.items()}
@@ -388,9 +368,11 @@ def _check_omitted(step_dir: Path, key: str, saved: tuple[str, str], value: torc
 
 def read_trainer_state(path_or_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     """``(step directory, trainer_state.json contents)`` of a run directory (its ``latest``) or a step directory;
-    the JSON only (step, epoch, arch, ...), no tensors are read. One-line :class:`InputError` when missing/corrupt."""
-    step_dir = resolve_checkpoint(path_or_dir)
-    return step_dir, _read_json(step_dir / "trainer_state.json")
+    the JSON only (step, epoch, arch, ...), no tensors are read (the model file is checked to be complete). A run
+    directory's damaged newest checkpoint is passed over for an older one (:func:`resolve_checkpoint`); one-line
+    :class:`InputError` when none is usable."""
+    choice = choose_checkpoint(path_or_dir)
+    return choice.step_dir, choice.state
 
 
 def load_model_subset(path_or_dir: str | os.PathLike[str], *, model: nn.Module, keep: Callable[[str], bool]) -> dict[str, Any]:
@@ -405,8 +387,9 @@ def load_model_subset(path_or_dir: str | os.PathLike[str], *, model: nn.Module, 
         ``{"path": step dir, "loaded": [keys copied], "skipped": [model keys not kept], "unused": [checkpoint keys
         this model does not take (not kept, or absent from the model)]}``.
     """
-    step_dir = resolve_checkpoint(path_or_dir)
-    _, rename = _upgrade(model, _read_json(step_dir / "trainer_state.json").get("arch"))
+    choice = choose_checkpoint(path_or_dir)
+    step_dir = choice.step_dir
+    _, rename = _upgrade(model, choice.state.get("arch"))
     tensors, omitted = _model_file_tensors(step_dir, rename)
     target = _unwrap(model)
     expected = target.state_dict()
@@ -455,8 +438,8 @@ _PARAM_SHAPED = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer", "
 
 
 def _load_optimizer(step_dir: Path, optimizer: torch.optim.Optimizer, rename: Callable[[str], str] | None = None) -> None:
-    tensors, _ = _read_tensors(step_dir / "optimizer.safetensors")
-    state = _decode(_read_json(step_dir / "optimizer.json"), tensors)
+    tensors, _ = read_tensors(step_dir / "optimizer.safetensors")
+    state = _decode(read_json(step_dir / "optimizer.json"), tensors)
     saved_groups, groups = state["param_groups"], optimizer.param_groups
     if len(saved_groups) != len(groups):
         raise InputError(f"checkpoint {step_dir} has {len(saved_groups)} optimizer param groups, this optimizer has {len(groups)}")
@@ -496,15 +479,19 @@ def load_checkpoint(
             :class:`~openvocab.errors.InputError` names the first differing key and both values.
         restore_rng: restore the python / numpy / torch (/ CUDA) RNG states saved with the checkpoint.
 
+    A run directory whose newest checkpoint is damaged is read from its newest intact one (a warning names the
+    damaged one; nothing is deleted); ``unusable`` in the result lists those passed over.
+
     Returns:
-        ``{"step", "epoch", "arch", "extra", "path"}``.
+        ``{"step", "epoch", "arch", "extra", "path", "unusable"}``.
 
     Raises:
-        InputError: one line, for a missing/corrupt checkpoint, an architecture mismatch, a missing, unexpected or
-            differently shaped model tensor (naming the first one and both shapes) or an incompatible optimizer.
+        InputError: one line, for a missing/corrupt checkpoint (no intact one in a run directory), an architecture
+            mismatch, a missing, unexpected or differently shaped model tensor (naming the first one and both
+            shapes) or an incompatible optimizer.
     """
-    step_dir = resolve_checkpoint(path_or_dir)
-    state = _read_json(step_dir / "trainer_state.json")
+    choice = choose_checkpoint(path_or_dir, optimizer=optimizer is not None)
+    step_dir, state = choice.step_dir, choice.state
     saved_arch, rename = _upgrade(model, state.get("arch"))
     if arch is not None:
         diff = _first_difference(_canonical(saved_arch or {}), _canonical(dict(arch)))
@@ -513,24 +500,30 @@ def load_checkpoint(
             raise InputError(f"checkpoint {step_dir} was saved for {key}={saved!r}, this model has {key}={given!r}")
     tensors: dict[str, torch.Tensor] = {}
     if (step_dir / "trainer_state.safetensors").is_file():
-        tensors, _ = _read_tensors(step_dir / "trainer_state.safetensors")
+        tensors, _ = read_tensors(step_dir / "trainer_state.safetensors")
     _load_model(step_dir, model, rename)
     if optimizer is not None:
         _load_optimizer(step_dir, optimizer, rename)
-    if scheduler is not None:
-        if state.get("scheduler") is None:
-            raise InputError(f"checkpoint {step_dir} has no scheduler state")
-        scheduler.load_state_dict(_decode(state["scheduler"], tensors))
-    if sampler is not None:
-        if state.get("sampler") is None:
-            raise InputError(f"checkpoint {step_dir} has no sampler state")
-        sampler.load_state_dict(_decode(state["sampler"], tensors))
-    if restore_rng and state.get("rng"):
-        _restore_rng(state["rng"])
+    where = step_dir / "trainer_state.json"
+    try:
+        if scheduler is not None:
+            if state.get("scheduler") is None:
+                raise InputError(f"checkpoint {step_dir} has no scheduler state")
+            scheduler.load_state_dict(_decode(state["scheduler"], tensors))
+        if sampler is not None:
+            if state.get("sampler") is None:
+                raise InputError(f"checkpoint {step_dir} has no sampler state")
+            sampler.load_state_dict(_decode(state["sampler"], tensors))
+        if restore_rng and state.get("rng"):
+            _restore_rng(state["rng"])
+        extra = _decode(state.get("extra") or {}, tensors)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:  # hand-edited or damaged values
+        raise CorruptCheckpointError(f"unreadable trainer state ({type(exc).__name__}: {exc})", path=where) from None
     return {
         "step": int(state["step"]),
         "epoch": int(state["epoch"]),
         "arch": saved_arch,
-        "extra": _decode(state.get("extra") or {}, tensors),
+        "extra": extra,
         "path": str(step_dir),
+        "unusable": [str(p) for p, _ in choice.unusable],
     }

@@ -110,9 +110,15 @@ def _mov_spec(spec: RecognizerSpec) -> RecognizerSpec:
 
 
 def is_run_dir(source: str | Path) -> bool:
-    """Whether ``source`` names an ``openvocab train`` run directory (``config.yaml`` and a ``latest`` checkpoint)."""
-    p = Path(source).expanduser()
-    return p.is_dir() and (p / "config.yaml").is_file() and (p / "latest").is_file()
+    """Whether ``source`` names an ``openvocab train`` run directory: ``config.yaml`` and a ``latest`` checkpoint, or
+    ``step_*`` checkpoints whose ``latest`` file went missing (read from the newest intact one, with a warning)."""
+    from openvocab.models.checkpoint_choice import list_checkpoints
+
+    try:
+        p = Path(source).expanduser()
+        return p.is_dir() and (p / "config.yaml").is_file() and ((p / "latest").is_file() or bool(list_checkpoints(p)))
+    except (OSError, ValueError):  # an unreadable directory, a name the system refuses: not a run directory
+        return False
 
 
 def load_recognizer(
@@ -135,7 +141,7 @@ def load_recognizer(
         return _load_run(Path(source).expanduser(), device=device, dtype=dtype, prompts=prompts, template=template, llm=llm)
     p = Path(str(source)).expanduser()
     if p.is_dir() and (p / "config.yaml").is_file() and not (p / "config.json").is_file():
-        raise InputError("looks like a training run directory but has no checkpoint yet (no 'latest' file)", path=p)
+        raise InputError("looks like a training run directory but has no checkpoint yet (no 'latest' file, no step_* directory)", path=p)
     if p.is_dir() and (p / "trainer_state.json").is_file():
         raise InputError("is a checkpoint step directory; pass the run directory above it", path=p)
     spec = RecognizerSpec.zero_shot(str(source), prompts=prompts or "ensemble", template=template)
@@ -145,7 +151,8 @@ def load_recognizer(
 
 
 def run_spec(run: str | Path) -> tuple[RecognizerSpec, list[str], Path]:
-    """``(spec, class names, step directory)`` of a run's latest checkpoint, without building the model."""
+    """``(spec, class names, step directory)`` of a run's latest checkpoint (its newest intact one when that is
+    damaged: :mod:`openvocab.models.checkpoint_choice`), without building the model."""
     from openvocab.models.checkpoint import read_trainer_state
 
     run_dir = Path(run).expanduser()
@@ -159,8 +166,8 @@ def run_spec(run: str | Path) -> tuple[RecognizerSpec, list[str], Path]:
             spec = RecognizerSpec.from_dict(extra["spec"])
         else:  # written before streams: a flat arch, head settings in config.yaml
             spec = RecognizerSpec.from_dict(state.get("arch") or {}, head_settings=_legacy_head_settings(run_dir / "config.yaml"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"checkpoint describes a model this openvocab cannot build ({exc})", path=step_dir) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"checkpoint describes a model this openvocab cannot build ({type(exc).__name__}: {exc})", path=step_dir) from None
     return spec, list(class_names), step_dir
 
 

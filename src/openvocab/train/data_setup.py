@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from openvocab.data.dataset import VideoClipDataset, collate_skip_failed
 from openvocab.data.manifests import (
     Manifest,
     read_activitynet,
@@ -16,7 +17,7 @@ from openvocab.data.manifests import (
 )
 from openvocab.data.rareact import read_rareact
 from openvocab.data.vocabulary import filter_vocabulary, read_block_list
-from openvocab.errors import InputError
+from openvocab.errors import InputError, OpenVocabError
 from openvocab.train.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -95,3 +96,70 @@ def load_splits(data: DataConfig, *, log_problems: bool = True) -> tuple[Manifes
     if val is not None:
         val.require_nonempty()
     return train, val
+
+
+@dataclass(frozen=True)
+class DecodeFailure:
+    """A training clip that could not be decoded: its one-line reason (naming the file)."""
+
+    message: str
+
+
+class TrainingClips(VideoClipDataset):
+    """:class:`~openvocab.data.dataset.VideoClipDataset` whose failed items say which file failed and why (a
+    :class:`DecodeFailure` instead of ``None``), so that the trainer can name a failure even when the clips decode
+    in DataLoader worker processes (a training set where no clip decodes stops with that line)."""
+
+    def __getitem__(self, index: int):
+        record = self.records[index]
+        try:
+            return self._load(index, record)
+        except OpenVocabError as exc:
+            log.warning("skipped %s", exc)
+            message = str(exc)
+            return DecodeFailure(message if message.startswith(str(record.path)) else f"{record.path}: {message}")
+
+
+def collate_training_clips(items: list) -> dict:
+    """:func:`~openvocab.data.dataset.collate_skip_failed` over :class:`TrainingClips` items, plus ``failures``:
+    the reasons of the items that failed to decode (``dropped`` counts them)."""
+    failures = [it.message for it in items if isinstance(it, DecodeFailure)]
+    batch = collate_skip_failed([None if isinstance(it, DecodeFailure) else it for it in items])
+    batch["failures"] = failures
+    return batch
+
+
+#: A failure rate of the training clips from which the trainer warns (after the first epoch) that much is skipped.
+HIGH_FAILURE_RATE = 0.1
+
+
+class DecodeTally:
+    """How many training clips decoded and failed, and the first failure's reason (``collate_training_clips``)."""
+
+    def __init__(self) -> None:
+        self.decoded = 0
+        self.failed = 0
+        self.first: str | None = None
+        self.checked = False
+
+    def add(self, batch: dict) -> None:
+        self.failed += int(batch["dropped"])
+        self.decoded += int(len(batch["index"]))
+        if self.first is None and batch.get("failures"):
+            self.first = batch["failures"][0]
+
+    def summary(self) -> str:
+        seen = self.decoded + self.failed
+        first = f"; first: {self.first}" if self.first else ""
+        return f"{self.failed} of {seen} training clips ({100 * self.failed / max(seen, 1):.0f}%) failed to decode and were skipped{first}"
+
+    def check(self) -> None:
+        """An epoch where no clip decoded cannot train: one-line :class:`InputError`; a high failure rate warns."""
+        if not self.decoded + self.failed:
+            return  # nothing seen yet (a run resumed at the end of an epoch): check the next one
+        self.checked = True
+        if self.decoded == 0:
+            first = f", first: {self.first}" if self.first else ""
+            raise InputError(f"no clip of the training set could be decoded: {self.failed} failed{first}")
+        if self.failed and self.failed >= HIGH_FAILURE_RATE * (self.decoded + self.failed):
+            log.warning("%s; training goes on with the others", self.summary())

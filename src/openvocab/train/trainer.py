@@ -41,7 +41,7 @@ from openvocab.models.heads import FrozenClassifier
 from openvocab.models.recognizer import VideoRecognizer
 from openvocab.models.spec import RecognizerSpec
 from openvocab.train.config import TrainConfig, save_config
-from openvocab.train.data_setup import load_splits
+from openvocab.train.data_setup import DecodeTally, TrainingClips, collate_training_clips, load_splits
 from openvocab.train.losses import distributed_infonce, mov_loss, multilabel_bce
 from openvocab.train.samplers import ResumableDistributedSampler, batch_classes, few_shot_indices, repeat_to_length
 from openvocab.train.schedule import build_adamw, cosine_with_warmup
@@ -323,11 +323,14 @@ def evaluate_model(model: VideoRecognizer, loader: DataLoader, *, device: str) -
 
 
 def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None] | None = None) -> dict:
-    """Run the recipe; returns the final metrics. Resumes from ``run.out`` when a checkpoint is there.
+    """Run the recipe; returns the final metrics. Resumes from ``run.out`` when a checkpoint is there: its newest
+    intact one (a damaged newer one is kept, renamed ``step_X.unusable``, with a warning; a missing ``latest`` is
+    found from the listing), never silently from step 0 over existing checkpoints. A training set where no clip of
+    the first epoch decodes stops with one line naming the first failure; a high failure rate warns.
 
     ``progress(step, total_steps, loss)`` is called after every optimiser step (and once at the start with loss
     ``None``) on the main rank when ``run.progress`` is on; the CLI draws its bar from it."""
-    from openvocab.models.checkpoint import load_checkpoint, save_checkpoint
+    from openvocab.models.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 
     out = Path(cfg.run.out).expanduser()
     probe_device = cfg.run.device if cfg.run.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -358,7 +361,9 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None
     # fp16 on CUDA needs loss scaling (bf16 and fp32 do not)
     scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda") and _precision(cfg, device) == "fp16")
     step, start_epoch = 0, 0
-    resuming = cfg.run.resume and (out / "latest").is_file()
+    # a run directory with checkpoints is resumed even when its 'latest' file went missing (from the newest intact
+    # checkpoint, with a warning): it never silently restarts from step 0 over them
+    resuming = cfg.run.resume and ((out / "latest").is_file() or bool(list_checkpoints(out)))
     if cfg.model.init_from and not resuming:  # once this run has its own checkpoint, the resume below wins
         init_from_run(model, cfg.model.init_from)
     elif cfg.model.init_from and dist.main:
@@ -369,8 +374,10 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None
             scaler.load_state_dict(state["extra"]["grad_scaler"])
         step, start_epoch = int(state["step"]), int(state["epoch"])
         if dist.main:
+            _set_aside(state["unusable"], after=step)  # damaged newer checkpoints: kept, out of the way of new saves
             _truncate_log(out / "metrics.jsonl", step)  # rows after the checkpoint are about to be redone
             log.info("resumed from %s at step %d (epoch %d)", out, step, start_epoch)
+    created = not out.exists()  # a run that cannot start leaves nothing behind in a directory it created
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
@@ -383,7 +390,7 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None
     report = progress if (progress is not None and cfg.run.progress and dist.main) else (lambda step, total, loss: None)
     report(step, total_steps, None)
     final: dict = {}
-    dropped_total = 0
+    clips = DecodeTally()
     for epoch in range(start_epoch, cfg.optim.epochs):
         if step >= total_steps:
             break
@@ -394,7 +401,7 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None
         optimizer.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
         for batch in loader:
-            dropped_total += batch["dropped"]
+            clips.add(batch)
             if batch["inputs"] is None:
                 sampler.advance(batch["dropped"])
                 continue
@@ -439,15 +446,54 @@ def train(cfg: TrainConfig, *, progress: Callable[[int, int, float | None], None
                 )
             if step >= total_steps:
                 break
+        if not clips.checked:  # after the first epoch this process ran: refuse a set where nothing decodes
+            try:
+                clips.check()
+            except InputError:
+                if dist.main and created:
+                    _discard_unstarted_run(out)
+                raise
         if texts is not None:  # the text tower moved: the classifier used for evaluation follows it
             with torch.no_grad():
                 model.head.weight.copy_(F.normalize(model.backbone.encode_labels(class_names, texts.prompts).to(model.head.weight), dim=-1))
         if val_loader is not None and dist.main and ((epoch + 1) % cfg.run.eval_every_epochs == 0 or step >= total_steps):
             final = {"step": step, "epoch": epoch, **{f"val_{k}": v for k, v in evaluate_model(model, val_loader, device=device).items()}}
             _append_jsonl(metrics_path, final)
-    if dropped_total and dist.main:
-        log.warning("%d training clips failed to decode and were skipped (see the warnings above)", dropped_total)
+    if clips.failed and dist.main:
+        log.warning("%s (see the warnings above)", clips.summary())
     return {"step": step, "out": str(out), **final}
+
+
+def _set_aside(unusable: list[str], *, after: int) -> None:
+    """Rename the damaged checkpoints a resume passed over that are newer than the one it resumed from
+    (``step_X`` -> ``step_X.unusable``): the run is about to save a new ``step_X``, which would replace the damaged
+    one. They are kept (for inspection, never deleted) and no longer read or pruned as checkpoints."""
+    from openvocab.models.checkpoint import step_of
+
+    for name in unusable:
+        bad = Path(name)
+        if (step_of(bad) or 0) <= after or not bad.is_dir():
+            continue
+        target = bad.with_name(f"{bad.name}.unusable")
+        n = 1
+        while target.exists():
+            n += 1
+            target = bad.with_name(f"{bad.name}.unusable-{n}")
+        try:
+            os.replace(bad, target)
+        except OSError as exc:
+            raise InputError(f"cannot move the unusable checkpoint aside before resuming ({exc.strerror or exc})", path=bad) from None
+        log.warning("kept the unusable checkpoint %s as %s (this run saves a new %s)", bad, target.name, bad.name)
+
+
+def _discard_unstarted_run(out: Path) -> None:
+    """Remove what this process wrote into the run directory it created (recipe, empty metrics log) when training
+    could not start; anything else in it stays."""
+    for name in ("config.yaml", "metrics.jsonl"):
+        with contextlib.suppress(OSError):
+            (out / name).unlink()
+    with contextlib.suppress(OSError):
+        out.rmdir()
 
 
 def _build_loaders(cfg: TrainConfig, dist: DistInfo, model: VideoRecognizer, records, val_m):
@@ -474,7 +520,7 @@ def _build_loaders(cfg: TrainConfig, dist: DistInfo, model: VideoRecognizer, rec
     train_spec = SamplerSpec(kind=d.sampler, frames=d.frames, stride=d.stride)  # type: ignore[arg-type]
     inputs = model.spec.input_settings(flow_cache=d.flow_cache)
     multi_label = cfg.optim.loss == "bce"  # multi-hot targets: the batch's positives and sampled negatives (§3.3)
-    train_ds = VideoClipDataset(
+    train_ds = TrainingClips(
         records,
         sampler=train_spec,
         clip=clip,
@@ -486,7 +532,7 @@ def _build_loaders(cfg: TrainConfig, dist: DistInfo, model: VideoRecognizer, rec
         num_classes=model.num_classes,
     )
     sampler = ResumableDistributedSampler(len(train_ds), num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.run.seed)
-    loader = DataLoader(train_ds, batch_size=d.batch_size, sampler=sampler, num_workers=d.workers, collate_fn=collate_skip_failed, persistent_workers=False)
+    loader = DataLoader(train_ds, batch_size=d.batch_size, sampler=sampler, num_workers=d.workers, collate_fn=collate_training_clips, persistent_workers=False)
     val_loader = None
     if val_m is not None:
         t, c = parse_views(d.views)

@@ -228,3 +228,13 @@ def test_ensemble_encoder_batches_whole_labels() -> None:
     assert [len(batch) for batch in seen] == [6, 6]
     expected = ensemble_text_embeddings(torch.stack([table[t] for t in build_prompts("wxyz", prompts)]), 4, 3)
     torch.testing.assert_close(out, expected)
+
+
+def test_label_that_is_not_utf8_is_one_input_error():
+    """Bytes that are not UTF-8 on a command line (``$'c\\233d'``) arrive as lone surrogates: refused with one line."""
+    from openvocab.errors import InputError
+    from openvocab.text.prompts import clean_labels
+
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        clean_labels(["dog", "c\udc9bd"])
+    assert clean_labels(["café", "dog"])[0] == ["café", "dog"]

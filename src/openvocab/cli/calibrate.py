@@ -112,6 +112,9 @@ def calibrate(
 def _print_table(cal) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from openvocab.results import terminal_text
 
     table = Table(title=f"multi-label calibration: p = sigmoid({cal.scale:.4g} * cos + {cal.bias:.4g}), threshold {cal.threshold:.4g}", title_justify="left")
     for name, justify in (
@@ -127,5 +130,5 @@ def _print_table(cal) -> None:
     if len(set(names)) < len(names):  # same file names in different folders: the full paths
         names = [d.name for d in cal.datasets]
     for d, name in zip(cal.datasets, names):
-        table.add_row(name, str(d.videos), str(d.classes), f"{d.aupr:.4f}", f"{d.peak_f1:.4f} @ {d.peak_threshold:.4g}", f"{d.f1:.4f}")
+        table.add_row(Text(terminal_text(name)), str(d.videos), str(d.classes), f"{d.aupr:.4f}", f"{d.peak_f1:.4f} @ {d.peak_threshold:.4g}", f"{d.f1:.4f}")
     Console(soft_wrap=True).print(table)

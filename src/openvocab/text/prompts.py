@@ -164,7 +164,7 @@ def clean_labels(labels: Iterable[str], *, source: str | Path | None = None) -> 
     """Normalise a label list: strip, collapse inner whitespace, drop empties, drop case-insensitive duplicates.
 
     The first spelling of a duplicate is kept. Case and unicode are preserved (the tokenizer lowercases anyway, and
-    other text encoders may be cased). Returns ``(labels, warnings)``; raises :class:`InputError` naming ``source``
+    other text encoders may be cased); text that is not valid UTF-8 is refused. Returns ``(labels, warnings)``; raises :class:`InputError` naming ``source``
     when nothing remains.
     """
     if isinstance(labels, str):
@@ -176,6 +176,10 @@ def clean_labels(labels: Iterable[str], *, source: str | Path | None = None) -> 
         label = " ".join(str(raw).split())
         if not label:
             continue
+        try:
+            label.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8 (a shell's $'\233'): Python keeps them as lone surrogates
+            raise InputError(f"label {label!r} is not valid UTF-8 text", path=source) from None
         folded = label.casefold()
         if folded in seen:
             warnings.append(f"duplicate label '{label}' ignored")

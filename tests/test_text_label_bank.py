@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from openvocab.errors import InputError
-from openvocab.text.label_bank import SCHEMA_VERSION, LabelBank, LabelRecord
+from openvocab.text.label_bank import SCHEMA_VERSION, LabelBank, LabelRecord, check_vocabulary_name
 from openvocab.text.prompts import PromptSet, prompt_set
 
 DIM = 8
@@ -53,8 +53,9 @@ LABELS = ["playing guitar", "yoga", "dog barking", "Café au lait"]
 def test_encode_once_then_cached_then_expand(bank_path: Path) -> None:
     encoder = CountingEncoder()
     bank = LabelBank(bank_path)
-    assert bank_path.is_file()  # parent directories created
+    assert not bank_path.parent.exists() and bank.count() == 0 and bank.list() == []  # opening and reading create nothing
     first, encoded = bank.get_or_encode(fingerprint="m1", prompt_set=PROMPTS, labels=LABELS, encode=encoder)
+    assert bank_path.is_file()  # the first write created the file and its parent directories
     assert encoder.calls == [LABELS] and encoded == 4
     assert first.dtype == torch.float32 and first.shape == (4, DIM)
     torch.testing.assert_close(first, torch.stack([fake_embedding(label) for label in LABELS]))
@@ -279,7 +280,7 @@ def test_foreign_sqlite_and_directory(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="another program"):
         LabelBank(other)
     newer = tmp_path / "newer.sqlite"
-    LabelBank(newer).close()
+    LabelBank(newer).put(fingerprint="m", prompt_set=PROMPTS, labels=["a"], embeddings=torch.ones(1, DIM))
     with sqlite3.connect(newer) as conn:
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(InputError, match="schema version 99"):
@@ -300,3 +301,70 @@ def test_context_manager_closes(bank_path: Path) -> None:
         bank.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=["a"], encode=CountingEncoder())
     with pytest.raises(RuntimeError, match="closed"):
         bank.count()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# saved vocabularies
+def test_saved_vocabularies_round_trip_replace_and_delete(bank_path: Path) -> None:
+    bank = LabelBank(bank_path)
+    assert bank.vocabularies() == [] and bank.vocabulary("kinetics400") is None and not bank_path.exists()
+    assert bank.delete_vocabulary("kinetics400") is False and not bank_path.exists()  # nothing to delete: nothing created
+    bank.save_vocabulary("kinetics400", ["abseiling", "air drumming", "Café au lait"])
+    bank.save_vocabulary("mine.v2", ["yoga"])
+    assert bank.vocabulary("kinetics400") == ["abseiling", "air drumming", "Café au lait"]
+    assert bank.vocabularies() == [("kinetics400", 3), ("mine.v2", 1)]
+    bank.save_vocabulary("mine.v2", ["b", "a"])  # replaced, order kept
+    assert bank.vocabulary("mine.v2") == ["b", "a"] and bank.vocabularies()[1] == ("mine.v2", 2)
+    assert LabelBank(bank_path).vocabulary("kinetics400") == ["abseiling", "air drumming", "Café au lait"]  # persisted
+    assert bank.delete_vocabulary("mine.v2") is True and bank.delete_vocabulary("mine.v2") is False
+    assert bank.vocabularies() == [("kinetics400", 3)]
+    assert bank.count() == 0  # vocabularies are label lists, not embeddings
+
+
+@pytest.mark.parametrize("name", ["", "-lead", ".hidden", "a b", "a/b", "../x", "x" * 65, "naïve", "semi;colon"])
+def test_vocabulary_names_are_checked(bank_path: Path, name: str) -> None:
+    bank = LabelBank(bank_path)
+    for call in (lambda: bank.save_vocabulary(name, ["a"]), lambda: bank.vocabulary(name), lambda: bank.delete_vocabulary(name)):
+        with pytest.raises(InputError, match="invalid vocabulary name"):
+            call()
+    assert check_vocabulary_name("K400_v1.2-x") == "K400_v1.2-x" and check_vocabulary_name("9" * 64)
+    with pytest.raises(InputError, match="no labels"):
+        bank.save_vocabulary("ok", [])
+    with pytest.raises(InputError, match="invalid label"):
+        bank.save_vocabulary("ok", ["a", " "])
+    with pytest.raises(TypeError):
+        bank.save_vocabulary("ok", "abc")
+    assert not bank_path.exists()
+
+
+def test_an_older_bank_gets_the_vocabularies_table_on_first_write(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:  # the version-1 layout before vocabularies existed
+        conn.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES ('schema_version', '1');"
+            "CREATE TABLE embeddings (fingerprint TEXT NOT NULL, prompt_key TEXT NOT NULL, label TEXT NOT NULL, dim INTEGER NOT NULL,"
+            " embedding BLOB NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (fingerprint, prompt_key, label)) WITHOUT ROWID;"
+        )
+    bank = LabelBank(path)
+    assert bank.vocabularies() == [] and bank.vocabulary("k") is None  # reading creates no table
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'vocabularies'").fetchone() is None
+    bank.save_vocabulary("k", ["yoga"])
+    bank.close()
+    assert LabelBank(path).vocabularies() == [("k", 1)]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+
+
+def test_opening_and_reading_never_write(bank_path: Path) -> None:
+    """Opening runs no write transaction: a bank file's bytes are unchanged by opening and every kind of read."""
+    LabelBank(bank_path).get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=LABELS, encode=CountingEncoder())
+    with sqlite3.connect(bank_path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = bank_path.read_bytes()
+    bank = LabelBank(bank_path)
+    assert bank.count() == 4 and len(bank.list()) == 4 and bank.model_names() == {} and bank.vocabularies() == []
+    assert bank.get_attributes(fingerprint="llm", prompt_key="k", labels=["yoga"]) == {}
+    assert bank.get_or_encode(fingerprint="m", prompt_set=PROMPTS, labels=LABELS[:2], encode=CountingEncoder())[1] == 0
+    wal = bank_path.with_name(bank_path.name + "-wal")
+    assert bank_path.read_bytes() == before and (not wal.exists() or wal.stat().st_size == 0)

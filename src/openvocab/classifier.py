@@ -473,7 +473,7 @@ def load(
     *,
     device: str = "cpu",
     dtype: torch.dtype | None = None,
-    label_bank: str | Path | bool | None = True,
+    label_bank: LabelBank | str | Path | bool | None = True,
     prompts: str | None = None,
     template: str | None = None,
     modalities: str | Sequence[str] | None = None,
@@ -486,7 +486,11 @@ def load(
     :func:`openvocab.models.factory.load_recognizer`.
 
     ``label_bank``: ``True`` (default) uses the persistent bank at :meth:`LabelBank.default_path`, a path uses
-    that file, ``False``/``None`` disables caching. ``prompts``: ``"ensemble"`` (CLIP's 28 Kinetics templates),
+    that file, ``False``/``None`` disables caching. The bank is a cache, opened ``optional``: a file that is not a
+    usable bank logs one warning and the classifier runs without it; a read-only or busy bank serves what it holds
+    and new labels are encoded without caching (one warning). A :class:`LabelBank` object is used as given (the
+    ``labels`` commands pass a strict one: for them the bank is the job, so its failures are errors).
+    ``prompts``: ``"ensemble"`` (CLIP's 28 Kinetics templates),
     ``"single"`` (one ``template``), ``"classname"``, or a path to a templates file; ``None`` (default) means
     ``"ensemble"`` for a CLIP model and the run's own prompt set (``model.prompts`` / ``model.template``) for a run.
     ``modalities``: the inputs to use, e.g. ``"rgb,audio"`` (default: every stream the model has; a MOV run may
@@ -497,14 +501,17 @@ def load(
     the documented default; :attr:`VideoClassifier.calibration`).
     """
     from openvocab.models.factory import is_run_dir, load_recognizer, run_spec
+    from openvocab.text.label_bank import UnusableLabelBank
 
-    bank: LabelBank | None
-    if label_bank is True:
-        bank = LabelBank(LabelBank.default_path())
-    elif label_bank in (False, None):
-        bank = None
-    else:
-        bank = LabelBank(label_bank)  # type: ignore[arg-type]
+    bank: LabelBank | None = None
+    if isinstance(label_bank, LabelBank):
+        bank = label_bank
+    elif label_bank not in (False, None):
+        path = LabelBank.default_path() if label_bank is True else Path(label_bank)  # type: ignore[arg-type]
+        try:
+            bank = LabelBank(path, optional=True)
+        except UnusableLabelBank as exc:
+            log.warning("label bank %s unusable: %s; running without it (pass --label-bank with another path, or --no-label-bank)", path, exc.problem)
     saved = Calibration.read(calibration) if calibration is not None else None  # a bad file fails before the model loads
     if is_run_dir(model):
         kind = run_spec(model)[0].classifier

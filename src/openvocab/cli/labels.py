@@ -1,4 +1,6 @@
-"""``openvocab labels ...``: the label bank (cached label embeddings) -- add, list, export, remove, clear."""
+"""``openvocab labels ...``: the label bank (cached label embeddings) -- add, list, export, remove, clear, and saved
+vocabularies. For these commands the bank is the job: a bank that cannot be used is an error (classify only warns and
+runs without it), and commands that read or delete never create a bank that is not there."""
 
 from __future__ import annotations
 
@@ -41,16 +43,32 @@ FingerprintOption = typer.Option(None, "--fingerprint", help="A model fingerprin
 
 
 def _open_bank(label_bank: Optional[Path]) -> LabelBank:
+    """The bank (strict: an unusable file is an error) for a command that writes; it is created on its first write."""
     from openvocab.text.label_bank import LabelBank
 
     return LabelBank(label_bank or LabelBank.default_path())
 
 
-def _load(model: str, *, label_bank: Optional[Path], prompts: Optional[str], template: Optional[str], device: str = "cpu", llm: Optional[str] = None):
-    """``openvocab.load`` with the bank, refusing models whose labels are not cached (closed-set heads)."""
+def _existing_bank(label_bank: Optional[Path], *, missing_default_ok: bool = True) -> Optional[LabelBank]:
+    """The bank for a command that reads or deletes: never created here. No file at an explicit ``--label-bank``
+    is an error (exit 1); at the default path it is an empty bank (None, with a note) where ``missing_default_ok``."""
+    from openvocab.text.label_bank import LabelBank
+
+    path = (label_bank or LabelBank.default_path()).expanduser()
+    if not path.exists() and not path.is_symlink():
+        if label_bank is not None or not missing_default_ok:
+            print_error(f"error: no label bank at {path}")
+            raise typer.Exit(1)
+        print_error(f"no label bank at {path} yet (the first 'openvocab labels add' or classify creates it)")
+        return None
+    return LabelBank(path)
+
+
+def _load(model: str, *, bank: LabelBank, prompts: Optional[str], template: Optional[str], device: str = "cpu", llm: Optional[str] = None):
+    """``openvocab.load`` with this (strict) bank, refusing models whose labels are not cached (closed-set heads)."""
     import openvocab
 
-    clf = openvocab.load(model, device=device, label_bank=label_bank or True, prompts=prompts, template=template, llm=llm)
+    clf = openvocab.load(model, device=device, label_bank=bank, prompts=prompts, template=template, llm=llm)
     _require_open_vocabulary(clf, model)
     return clf
 
@@ -71,21 +89,32 @@ def labels_add(
     llm: Optional[str] = typer.Option(None, "--llm", help=LLM_HELP),
     label_bank: LabelBankOption = None,
     device: DeviceOption = "cpu",
+    save_as: Optional[str] = typer.Option(
+        None, "--save-as", help="Also save the label list under this name (a saved vocabulary, e.g. kinetics400; replaces one of that name)."
+    ),
 ) -> None:
     """Encode labels into the bank ahead of time (only labels not yet there are encoded); with a training run this is
     the vocabulary expansion of open-vocabulary multi-label Fig. 2b. Example:
 
-    openvocab labels add --labels-file kinetics400.txt --model /models/clip-vit-b-16
+    openvocab labels add --labels-file kinetics400.txt --model /models/clip-vit-b-16 --save-as kinetics400
 
     openvocab labels add --labels 'kayaking, juggling' --model runs/llm_prompt
     """
+    from openvocab.text.label_bank import check_vocabulary_name
+
     setup_logging(False)
+    if save_as is not None:
+        check_vocabulary_name(save_as)  # before the model loads
     label_list = clean_label_list(gather_labels(labels, labels_file))
-    clf = _load(model, label_bank=label_bank, prompts=prompts, template=template, device=device, llm=llm)
+    bank = _open_bank(label_bank)
+    clf = _load(model, bank=bank, prompts=prompts, template=template, device=device, llm=llm)
     with progress_bars() as bars:
         encoded = clf.encode_labels(label_list, progress=bars.fraction("encoding labels")).encoded
     note_model(clf, model)
-    print(f"{len(label_list)} labels in the bank for this model and prompt set; {encoded} newly encoded ({clf.label_bank.path})")
+    print(f"{len(label_list)} labels in the bank for this model and prompt set; {encoded} newly encoded ({bank.path})")
+    if save_as is not None:
+        bank.save_vocabulary(save_as, label_list)
+        print(f"saved vocabulary '{save_as}' ({len(label_list)} labels)")
 
 
 @labels_app.command("attributes")
@@ -143,9 +172,9 @@ def labels_list(
     """
     if fmt not in {"table", "tsv", "json"}:
         raise InputError(f"--format must be table, tsv or json, got '{fmt}'")
-    bank = _open_bank(label_bank)
-    records = bank.list(fingerprint=fingerprint)
-    names = bank.model_names()
+    bank = _existing_bank(label_bank)
+    records = bank.list(fingerprint=fingerprint) if bank is not None else []
+    names = bank.model_names() if bank is not None else {}
     rows = [_row(rec, names) for rec in records]
     if fmt == "json":
         print(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -156,15 +185,19 @@ def labels_list(
     elif rows:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
+
+        from openvocab.results import terminal_text
 
         table = Table()
         for column in _LIST_COLUMNS:
             table.add_column(column, overflow="fold", justify="right" if column == "dim" else "left")  # fold: never cut an id
-        for row in rows:
-            table.add_row(*(_cell(row[c]) for c in _LIST_COLUMNS[:-1]), row["added"][:16].replace("T", " "))
+        for row in rows:  # Text, not markup: a label '[/bold]' prints as it is; control characters shown escaped
+            table.add_row(*(Text(terminal_text(_cell(row[c]))) for c in _LIST_COLUMNS[:-1]), row["added"][:16].replace("T", " "))
         Console().print(table)
     models = len({rec.fingerprint for rec in records})
-    print_error(f"{len(records)} labels of {models} model{'s' if models != 1 else ''} in {bank.path}")
+    if bank is not None:
+        print_error(f"{len(records)} labels of {models} model{'s' if models != 1 else ''} in {bank.path}" + (" (read-only)" if bank.read_only else ""))
 
 
 def _row(rec: LabelRecord, names: dict[str, list[str]]) -> dict:
@@ -202,12 +235,14 @@ def labels_export(
     setup_logging(False)
     selection = gather_labels(labels, labels_file, required=False)
     selected = clean_label_list(selection) if labels is not None or labels_file is not None else None
-    clf = _load(model, label_bank=label_bank, prompts=prompts, template=template)
+    bank = _existing_bank(label_bank, missing_default_ok=False)
+    assert bank is not None
+    clf = _load(model, bank=bank, prompts=prompts, template=template)
     with progress_bars() as bars:
         encoded = clf.encode_labels(selected, progress=bars.fraction("encoding labels")).encoded if selected is not None else 0
     note_model(clf, model)
     encoder = clf.label_encoder
-    n = clf.label_bank.export(output, fingerprint=encoder.fingerprint, prompt_key=encoder.prompt_key, labels=selected)
+    n = bank.export(output, fingerprint=encoder.fingerprint, prompt_key=encoder.prompt_key, labels=selected)
     print(f"exported {n} labels to {output}" + (f" ({encoded} newly encoded)" if encoded else ""))
 
 
@@ -255,8 +290,11 @@ def labels_remove(
     if prompts is None and template is not None:
         raise InputError("--template only applies to --prompts single")
     key = prompt_set_of(prompts, template).key if prompts is not None else None
+    bank = _existing_bank(label_bank)  # before the model loads
     fp, who = _fingerprint(model, fingerprint)
-    bank = _open_bank(label_bank)
+    if bank is None:
+        print_error(f"warning: not in the bank for {who}: {', '.join(wanted)}")
+        return
     names = bank.model_names()
     removed = bank.discard(fingerprint=fp, prompt_key=key, labels=wanted)
     _report(removed, names, show_labels=True)
@@ -280,11 +318,66 @@ def labels_clear(
     """
     if everything and (model is not None or fingerprint is not None):
         raise InputError("--all clears every model; do not combine it with --model or --fingerprint")
+    bank = _existing_bank(label_bank)  # before the model loads
     fp = None if everything else _fingerprint(model, fingerprint)[0]
-    bank = _open_bank(label_bank)
+    if bank is None:
+        print("nothing to remove")
+        return
     names = bank.model_names()
     removed = bank.discard(fingerprint=fp)
     _report(removed, names, show_labels=False)
     if not removed:
         print("nothing to remove" + ("" if everything else f" for {model or 'fingerprint ' + str(fingerprint)}"))
     print_error(f"{len(removed)} embeddings removed from {bank.path}")
+
+
+@labels_app.command("vocabularies")
+def labels_vocabularies(
+    name: Optional[str] = typer.Argument(None, help="Show the labels of this saved vocabulary (one per line: a labels file)."),
+    label_bank: LabelBankOption = None,
+    remove: bool = typer.Option(False, "--remove", help="Delete the vocabulary NAME (its cached embeddings stay)."),
+    fmt: str = typer.Option("table", "--format", help="table, tsv (tab-separated, with a header row) or json."),
+) -> None:
+    """List the saved vocabularies (label lists saved with `labels add --save-as NAME`), show one, or remove one.
+    Example: openvocab labels vocabularies kinetics400 > k400.txt
+    """
+    from openvocab.text.label_bank import check_vocabulary_name
+
+    if fmt not in {"table", "tsv", "json"}:
+        raise InputError(f"--format must be table, tsv or json, got '{fmt}'")
+    if name is not None:
+        check_vocabulary_name(name)
+    elif remove:
+        raise InputError("--remove needs the NAME of the vocabulary to delete")
+    bank = _existing_bank(label_bank, missing_default_ok=name is None)
+    if name is not None:
+        assert bank is not None
+        if remove:
+            if not bank.delete_vocabulary(name):
+                raise InputError(f"no saved vocabulary '{name}'", path=bank.path)
+            print(f"removed vocabulary '{name}'")
+            return
+        items = bank.vocabulary(name)
+        if items is None:
+            raise InputError(f"no saved vocabulary '{name}'", path=bank.path)
+        print(json.dumps(items, indent=2, ensure_ascii=False) if fmt == "json" else "\n".join(items))
+        return
+    saved = bank.vocabularies() if bank is not None else []
+    if fmt == "json":
+        print(json.dumps([{"name": n, "size": size} for n, size in saved], indent=2))
+    elif fmt == "tsv":
+        print("name\tsize")
+        for n, size in saved:
+            print(f"{n}\t{size}")
+    elif saved:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        table.add_column("name")
+        table.add_column("labels", justify="right")
+        for n, size in saved:
+            table.add_row(n, str(size))  # names are [A-Za-z0-9_.-]: no markup
+        Console().print(table)
+    if bank is not None:
+        print_error(f"{len(saved)} saved vocabular{'ies' if len(saved) != 1 else 'y'} in {bank.path}")

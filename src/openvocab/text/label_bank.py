@@ -9,20 +9,26 @@ features against stored embeddings. :class:`LabelBank` is that database. A row i
 - the cleaned label text,
 
 and holds a float32 little-endian embedding blob, its dimension and a creation time. Adding labels encodes only the
-new ones (:meth:`LabelBank.get_or_encode`). The file is in WAL mode so several processes can read while one writes;
-every write is one transaction.
+new ones (:meth:`LabelBank.get_or_encode`).
 
-LLM-generated label attributes (fixed LLM prompting, :mod:`openvocab.text.llm_attributes`) are kept beside the
-embeddings in an ``attributes`` table keyed by the LLM's fingerprint, the LLM prompt key and the label (a JSON list and
-the LLM's raw answer), so an LLM runs once per new label. The table is created on first use: bank files written before
-it existed keep working (same schema version; older openvocab ignores the table).
+Concurrency and faults: the file is in WAL mode, so readers never wait for a writer and a writer killed mid-write
+leaves only uncommitted WAL frames that SQLite discards; every write is one ``BEGIN IMMEDIATE`` transaction that waits
+up to ``timeout`` seconds for the write lock. Opening and reading never write: the file (and its schema) is created by
+the first write, so listing a bank that does not exist creates nothing, and a bank held by a long writer, or a
+read-only file, still serves its cached labels. A bank opened with ``optional=True`` (how the classifier opens it) is
+a cache and nothing more: when it turns out read-only, busy or corrupt during use, labels are encoded without caching
+and one warning is logged, instead of failing the classification.
+
+Tables created on first use, beside ``meta`` and ``embeddings`` (same schema version; older openvocab ignores them):
+``attributes`` (LLM-generated label attributes, :mod:`openvocab.text.llm_attributes`, keyed by the LLM's fingerprint,
+its prompt key and the label), ``models`` (which model names a fingerprint belongs to) and ``vocabularies`` (saved
+label lists such as Kinetics-400, by name, for the web page and ``openvocab labels vocabularies``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -31,31 +37,54 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
-from openvocab.atomic import atomic_write
 from openvocab.errors import InputError
+from openvocab.text.label_bank_sqlite import (
+    ATTRIBUTES_SCHEMA,
+    MODELS_SCHEMA,
+    SCHEMA,
+    SCHEMA_VERSION,
+    VOCABULARIES_SCHEMA,
+    VOCABULARY_NAME,
+    BusyLabelBank,
+    LabelBankError,
+    ReadOnlyLabelBank,
+    UnusableLabelBank,
+    check_header,
+    check_schema,
+    check_vocabulary_name,
+    connect,
+    error_kind,
+    export_payload,
+    has_table,
+    sql_filters,
+    switch_to_wal,
+    write_export,
+)
 from openvocab.text.prompts import PromptSet
 
-__all__ = ["AttributeRecord", "LabelBank", "LabelRecord", "SCHEMA_VERSION"]
+__all__ = [
+    "AttributeRecord",
+    "BusyLabelBank",
+    "LabelBank",
+    "LabelBankError",
+    "LabelRecord",
+    "ReadOnlyLabelBank",
+    "SCHEMA_VERSION",
+    "UnusableLabelBank",
+    "VOCABULARY_NAME",
+    "check_vocabulary_name",
+]
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
 _CHUNK = 500  # labels per SELECT ... IN (...), below SQLite's bound-variable limit on old builds
 _DTYPE = np.dtype("<f4")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS embeddings (
-    fingerprint TEXT NOT NULL,
-    prompt_key TEXT NOT NULL,
-    label TEXT NOT NULL,
-    dim INTEGER NOT NULL,
-    embedding BLOB NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (fingerprint, prompt_key, label)
-) WITHOUT ROWID;
-"""
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -80,49 +109,98 @@ class AttributeRecord:
 
 
 class LabelBank:
-    """A label-embedding cache in one SQLite file (created, with its parent directories, on first use).
+    """A label-embedding cache in one SQLite file (created, with its parent directories, on the first write).
 
     Thread-safe within a process (one connection guarded by a lock) and safe across processes (SQLite locking,
-    WAL journal, ``busy_timeout``). A file that is not a label bank raises a one-line :class:`InputError`.
+    WAL journal, ``busy_timeout`` = ``timeout`` seconds). Opening reads only: a file that is not a label bank raises
+    a one-line :class:`UnusableLabelBank`; a file that cannot be written is opened for reading
+    (:attr:`read_only`; ``read_only=True`` forces that). Writes that cannot happen raise :class:`ReadOnlyLabelBank`
+    or :class:`BusyLabelBank`, or, with ``optional=True``, are skipped with one logged warning (see the module doc).
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 30.0, read_only: bool = False, optional: bool = False) -> None:
         self.path = Path(path).expanduser()
+        self.timeout = float(timeout)
+        self.optional = optional
+        self._force_read_only = read_only
+        self._read_only = read_only
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create the label bank directory ({exc.strerror or exc})", path=self.path) from None
+        self._schema_ready = False  # the tables exist (checked on open; created by the first write otherwise)
+        self._wal_ready = False
+        self._closed = False
+        self._disabled: str | None = None  # optional bank found unusable during use: the problem; the bank is skipped
+        self._warned: set[str] = set()
         if self.path.is_dir():
-            raise self._unusable("is a directory")
+            raise UnusableLabelBank("it is a directory", path=self.path, advice="pass --label-bank with a file path")
+        if self.path.exists():
+            with self._lock, self._guard():
+                self._open_existing()
+
+    # ------------------------------------------------------------------ opening (reads only) and the first write
+    @property
+    def read_only(self) -> bool:
+        """Whether writes are known to be impossible (forced, or found out on open or on a write)."""
+        return self._read_only
+
+    def _open_existing(self) -> None:
+        """Connect to an existing file and check it is a label bank, without writing anything."""
+        check_header(self.path)
+        conn = connect(self.path, "ro" if self._force_read_only else "rw", timeout=self.timeout)
         try:
-            self._conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            with self._write() as conn:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    conn.execute(statement)
-                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(embeddings)")}
-        except sqlite3.DatabaseError as exc:
-            self.close()
-            raise self._unusable(str(exc)) from None
-        if not {"fingerprint", "prompt_key", "label", "dim", "embedding", "created_at"} <= columns:
-            self.close()
-            raise self._unusable("has an 'embeddings' table of another program")
-        if str(row[0]) != str(SCHEMA_VERSION):
-            self.close()
-            raise self._unusable(f"has label-bank schema version {row[0]}, this openvocab reads version {SCHEMA_VERSION}")
+            try:
+                self._schema_ready = check_schema(conn, self.path)
+            except sqlite3.OperationalError as exc:
+                if self._force_read_only or error_kind(exc) not in ("readonly", "cantopen"):
+                    raise
+                # A WAL file in a read-only directory without its -shm index: readable only as an immutable file.
+                conn.close()
+                conn = connect(self.path, "ro&immutable=1", timeout=self.timeout)
+                self._read_only = True
+                self._schema_ready = check_schema(conn, self.path)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """The connection for reads, or None while there is no bank yet (no file, or a file without tables). A
+        file another process created since we looked is picked up here."""
+        if self._closed:
+            raise RuntimeError("the label bank is closed")
+        if self._conn is None:
+            if not self.path.is_file():
+                return None
+            self._open_existing()
+        if not self._schema_ready:
+            self._schema_ready = check_schema(self._db, self.path)
+        return self._conn if self._schema_ready else None
+
+    def _writer(self) -> sqlite3.Connection:
+        """The connection for writes: the file and its directories are created here, and switched to WAL."""
+        if self._closed:
+            raise RuntimeError("the label bank is closed")
+        if self._read_only:
+            raise self._read_only_error("it was opened read-only" if self._force_read_only else "the file or its directory is read-only")
+        if self._conn is None:
+            if self.path.exists():
+                self._open_existing()
+            else:
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise self._read_only_error(f"cannot create its directory: {exc.strerror or exc}") from None
+                self._conn = connect(self.path, "rwc", timeout=self.timeout)
+        if not self._wal_ready:
+            switch_to_wal(self._db, self.timeout)
+            self._wal_ready = True
+        return self._db
+
+    def _read_only_error(self, why: str) -> ReadOnlyLabelBank:
+        self._read_only = True
+        return ReadOnlyLabelBank(why, path=self.path)
 
     # ------------------------------------------------------------------ plumbing
-    def _unusable(self, problem: str) -> InputError:
-        return InputError(
-            f"not a usable label bank ({problem}); pass --label-bank with another path or delete this file",
-            path=self.path,
-        )
-
     @staticmethod
     def default_path() -> Path:
         """``$OPENVOCAB_CACHE/label_bank.sqlite``, else ``~/.cache/openvocab/label_bank.sqlite``."""
@@ -138,31 +216,68 @@ class LabelBank:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE`` takes the write lock up front; rollback on any error)."""
+        """One write transaction (``BEGIN IMMEDIATE`` takes the write lock up front; rollback on any error). The
+        schema is created inside the first one, so concurrent first writers cannot race."""
         with self._lock:
-            conn = self._db
+            conn = self._writer()
             conn.execute("BEGIN IMMEDIATE")
+            created = False
             try:
+                if not self._schema_ready:
+                    for statement in filter(str.strip, SCHEMA.split(";")):
+                        conn.execute(statement)
+                    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    created = check_schema(conn, self.path)
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the transaction is gone already (SQLite rolled back on the error)
                 raise
             conn.execute("COMMIT")
+            self._schema_ready = self._schema_ready or created
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
-        """Turn SQLite errors during use (a file corrupted or replaced underneath us) into one-line errors."""
+        """Turn SQLite errors (a read-only or busy file, one corrupted or replaced underneath us) into one-line errors."""
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise InputError(f"label bank is busy ({exc}); another process holds it, try again", path=self.path) from None
-            raise self._unusable(str(exc)) from None
+            kind = error_kind(exc)
+            if kind == "busy":
+                raise BusyLabelBank(
+                    f"the label bank is busy: another process held its write lock for over {self.timeout:g} s ({exc}); try again", path=self.path
+                ) from None
+            if kind == "readonly":
+                raise self._read_only_error(str(exc)) from None
+            raise UnusableLabelBank(str(exc), path=self.path) from None
         except sqlite3.DatabaseError as exc:
-            raise self._unusable(str(exc)) from None
+            raise UnusableLabelBank(str(exc), path=self.path) from None
+
+    def _degrade(self, exc: LabelBankError, fallback: _T, what: str) -> _T:
+        """An optional bank (the classifier's cache) turns a failure into one warning per kind and ``fallback``;
+        any other bank re-raises. ``what`` says what the caller goes on without."""
+        if not self.optional:
+            raise exc
+        if isinstance(exc, UnusableLabelBank):
+            self._disabled = exc.problem
+            kind, line = (
+                "unusable",
+                f"label bank {self.path} unusable: {exc.problem}; running without it (pass --label-bank with another path, or --no-label-bank)",
+            )
+        elif isinstance(exc, ReadOnlyLabelBank):
+            kind, line = "readonly", f"label bank {self.path} is read-only ({exc.reason}): {what}"
+        else:
+            kind, line = "busy", f"label bank {self.path} is busy (another process holds its write lock): {what}"
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning("%s", line)
+        return fallback
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -180,17 +295,20 @@ class LabelBank:
     def _lookup(self, fingerprint: str, prompt_key: str, labels: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         with self._lock, self._guard():
+            conn = self._reader()
+            if conn is None:
+                return found
             for start in range(0, len(labels), _CHUNK):
                 chunk = list(labels[start : start + _CHUNK])
                 marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
+                rows = conn.execute(
                     f"SELECT label, dim, embedding FROM embeddings WHERE fingerprint = ? AND prompt_key = ? AND label IN ({marks})",
                     (fingerprint, prompt_key, *chunk),
                 )
                 for label, dim, blob in rows:
                     vector = np.frombuffer(blob, dtype=_DTYPE)
                     if vector.size != dim:
-                        raise self._unusable(f"stored embedding for '{label}' has {vector.size} values, expected {dim}")
+                        raise UnusableLabelBank(f"the stored embedding of '{label}' has {vector.size} values, expected {dim}", path=self.path)
                     found[label] = vector
         return found
 
@@ -242,6 +360,7 @@ class LabelBank:
         ``encode(missing)`` must return an (M, D) tensor for the M missing labels (in their order). The new rows
         are stored in one transaction; M is 0 when everything was cached and ``encode`` was not called (the count
         is returned, not kept on the bank: one bank serves concurrent callers). Repeated labels are encoded once.
+        An optional bank that cannot be read or written returns the encoded rows all the same (see the module doc).
         """
         if isinstance(labels, str):
             raise TypeError("labels must be a sequence of strings, not one string")
@@ -249,14 +368,23 @@ class LabelBank:
         if not ordered:
             raise InputError("empty label list")
         key = prompt_set.key if isinstance(prompt_set, PromptSet) else prompt_set
-        found = self._lookup(fingerprint, key, ordered)
+        found: dict[str, np.ndarray] = {}
+        if self._disabled is None:
+            try:
+                found = self._lookup(fingerprint, key, ordered)
+            except LabelBankError as exc:
+                found = self._degrade(exc, {}, "encoding every label")
         missing = [label for label in ordered if label not in found]
         if missing:
             encoded = encode(list(missing))
             if not isinstance(encoded, torch.Tensor) or encoded.dim() != 2 or encoded.shape[0] != len(missing):
                 shape = tuple(encoded.shape) if isinstance(encoded, torch.Tensor) else type(encoded).__name__
                 raise ValueError(f"encode returned {shape} for {len(missing)} labels; expected ({len(missing)}, D)")
-            self._store(fingerprint, key, missing, encoded, replace=False)
+            if self._disabled is None:
+                try:
+                    self._store(fingerprint, key, missing, encoded, replace=False)
+                except LabelBankError as exc:
+                    self._degrade(exc, None, f"{len(missing)} new label(s) encoded for this run but not cached")
             array = encoded.detach().to("cpu", torch.float32).numpy()
             found.update({label: array[i] for i, label in enumerate(missing)})
         dims = {found[label].shape[0] for label in ordered}
@@ -271,15 +399,19 @@ class LabelBank:
 
     # ------------------------------------------------------------------ inspection and maintenance
     def count(self, *, fingerprint: str | None = None, prompt_key: str | None = None) -> int:
-        where, args = _filters(fingerprint, prompt_key)
+        where, args = sql_filters(fingerprint, prompt_key)
         with self._lock, self._guard():
-            return int(self._db.execute(f"SELECT COUNT(*) FROM embeddings{where}", args).fetchone()[0])
+            conn = self._reader()
+            return 0 if conn is None else int(conn.execute(f"SELECT COUNT(*) FROM embeddings{where}", args).fetchone()[0])
 
     def list(self, *, fingerprint: str | None = None, prompt_key: str | None = None) -> list[LabelRecord]:
         """Metadata of stored embeddings, optionally for one fingerprint / prompt key, ordered by creation."""
-        where, args = _filters(fingerprint, prompt_key)
+        where, args = sql_filters(fingerprint, prompt_key)
         with self._lock, self._guard():
-            rows = self._db.execute(
+            conn = self._reader()
+            if conn is None:
+                return []
+            rows = conn.execute(
                 f"SELECT fingerprint, prompt_key, label, dim, created_at FROM embeddings{where} ORDER BY fingerprint, prompt_key, created_at, label",
                 args,
             ).fetchall()
@@ -287,7 +419,9 @@ class LabelBank:
 
     def remove(self, *, fingerprint: str, prompt_key: str | None = None, labels: Sequence[str] | None = None) -> int:
         """Delete the rows of a fingerprint (optionally only one prompt key / some labels); returns rows deleted."""
-        where, args = _filters(fingerprint, prompt_key)
+        where, args = sql_filters(fingerprint, prompt_key)
+        if not self._has_rows():
+            return 0
         with self._guard(), self._write() as conn:
             if labels is None:
                 return int(conn.execute(f"DELETE FROM embeddings{where}", args).rowcount)
@@ -298,7 +432,9 @@ class LabelBank:
 
     def clear(self, *, fingerprint: str | None = None) -> int:
         """Delete everything, or everything of one fingerprint; returns rows deleted."""
-        where, args = _filters(fingerprint, None)
+        where, args = sql_filters(fingerprint, None)
+        if not self._has_rows():
+            return 0
         with self._guard(), self._write() as conn:
             return int(conn.execute(f"DELETE FROM embeddings{where}", args).rowcount)
 
@@ -338,38 +474,45 @@ class LabelBank:
         if len(dims) != 1:
             raise InputError(f"stored embeddings have mixed sizes {sorted(dims)}", path=self.path)
         matrix = np.stack([found[label] for label in names]).astype(np.float32)
-        if suffix == ".npz":
-            buffer = io.BytesIO()
-            np.savez(buffer, labels=np.array(names, dtype=str), embeddings=matrix, fingerprint=np.array(fingerprint), prompt_key=np.array(prompt_key))
-            payload = buffer.getvalue()
-        elif suffix == ".json":
-            document = {"fingerprint": fingerprint, "prompt_key": prompt_key, "dim": int(matrix.shape[1]), "labels": names, "embeddings": matrix.tolist()}
-            payload = (json.dumps(document, ensure_ascii=False) + "\n").encode("utf-8")
-        else:
-            text = io.StringIO()
-            writer = csv.writer(text, lineterminator="\n")
-            writer.writerow(["label", "dim", *(f"e{i}" for i in range(matrix.shape[1]))])
-            for label, row in zip(names, matrix):
-                writer.writerow([label, matrix.shape[1], *(repr(float(x)) for x in row)])
-            payload = text.getvalue().encode("utf-8")
-        _write_bytes_atomic(target, payload)
+        write_export(target, export_payload(suffix, names, matrix, fingerprint=fingerprint, prompt_key=prompt_key))
         return len(names)
 
     # ------------------------------------------------------------------ model names and removal
+    def _has_rows(self) -> bool:
+        """Whether the bank exists with its tables (deleting from a bank that is not there creates nothing)."""
+        with self._lock, self._guard():
+            return self._reader() is not None
+
+    def _has(self, table: str) -> sqlite3.Connection | None:
+        """The read connection when ``table`` exists (tables other than ``embeddings`` are created on first use)."""
+        conn = self._reader()
+        return conn if conn is not None and has_table(conn, table) else None
+
     def note_model(self, fingerprint: str, model: str) -> None:
         """Remember that ``model`` (a hub id, a model directory, ``random:ARCH``) has text-tower ``fingerprint``, so
-        listings can name the model. Several names may share a fingerprint (a hub id and a local copy of it)."""
-        with self._guard(), self._write() as conn:
-            conn.execute(_MODELS_SCHEMA)
-            conn.execute("INSERT OR REPLACE INTO models (fingerprint, model, seen_at) VALUES (?, ?, ?)", (fingerprint, str(model), time.time()))
+        listings can name the model. Several names may share a fingerprint (a hub id and a local copy of it). A name
+        already noted is not written again, so classifying with cached labels never takes the write lock; an
+        optional bank skips the note silently when it cannot write."""
+        try:
+            with self._lock, self._guard():
+                conn = self._has("models")
+                if conn is not None and conn.execute("SELECT 1 FROM models WHERE fingerprint = ? AND model = ?", (fingerprint, str(model))).fetchone():
+                    return
+            with self._guard(), self._write() as conn:
+                conn.execute(MODELS_SCHEMA)
+                conn.execute("INSERT OR REPLACE INTO models (fingerprint, model, seen_at) VALUES (?, ?, ?)", (fingerprint, str(model), time.time()))
+        except LabelBankError:
+            if not self.optional:
+                raise
 
     def model_names(self) -> dict[str, list[str]]:
-        """``fingerprint -> model names`` recorded by :meth:`note_model`, most recently noted first (fingerprints
-        never named are absent)."""
+        """``fingerprint -> model names`` recorded by :meth:`note_model`, most recently first noted first
+        (fingerprints never named are absent)."""
         with self._lock, self._guard():
-            if not _has_models_table(self._db):
+            conn = self._has("models")
+            if conn is None:
                 return {}
-            rows = self._db.execute("SELECT fingerprint, model FROM models ORDER BY seen_at DESC, model").fetchall()
+            rows = conn.execute("SELECT fingerprint, model FROM models ORDER BY seen_at DESC, model").fetchall()
         names: dict[str, list[str]] = {}
         for fingerprint, model in rows:
             names.setdefault(str(fingerprint), []).append(str(model))
@@ -381,7 +524,9 @@ class LabelBank:
         embedding left are forgotten as well."""
         if isinstance(labels, str):
             raise TypeError("labels must be a sequence of strings, not one string")
-        where, args = _filters(fingerprint, prompt_key)
+        if not self._has_rows():
+            return []
+        where, args = sql_filters(fingerprint, prompt_key)
         columns = "fingerprint, prompt_key, label, dim, created_at"
         order = " ORDER BY fingerprint, prompt_key, created_at, label"
         rows: list[tuple] = []
@@ -397,9 +542,58 @@ class LabelBank:
                     clause = f"{where}{joiner}label IN ({','.join('?' * len(chunk))})"
                     rows.extend(conn.execute(f"SELECT {columns} FROM embeddings{clause}{order}", (*args, *chunk)).fetchall())
                     conn.execute(f"DELETE FROM embeddings{clause}", (*args, *chunk))
-            if _has_models_table(conn):
+            if has_table(conn, "models"):
                 conn.execute("DELETE FROM models WHERE fingerprint NOT IN (SELECT DISTINCT fingerprint FROM embeddings)")
         return [LabelRecord(str(f), str(k), str(label), int(d), float(t)) for f, k, label, d, t in rows]
+
+    # ------------------------------------------------------------------ saved vocabularies (label lists by name)
+    def save_vocabulary(self, name: str, labels: Sequence[str]) -> None:
+        """Save (or replace) the label list ``labels`` under ``name`` (see :func:`check_vocabulary_name`), in order."""
+        check_vocabulary_name(name)
+        if isinstance(labels, str):
+            raise TypeError("labels must be a sequence of strings, not one string")
+        items = list(labels)
+        if not items:
+            raise InputError(f"vocabulary '{name}' has no labels")
+        bad = next((x for x in items if not isinstance(x, str) or not x.strip()), None)
+        if bad is not None:
+            raise InputError(f"vocabulary '{name}' has an invalid label {bad!r}")
+        with self._guard(), self._write() as conn:
+            conn.execute(VOCABULARIES_SCHEMA)
+            conn.execute(
+                "INSERT OR REPLACE INTO vocabularies (name, labels, created_at) VALUES (?, ?, ?)", (name, json.dumps(items, ensure_ascii=False), time.time())
+            )
+
+    def vocabulary(self, name: str) -> list[str] | None:
+        """The labels saved under ``name``, or None when there is no such vocabulary."""
+        check_vocabulary_name(name)
+        with self._lock, self._guard():
+            conn = self._has("vocabularies")
+            row = None if conn is None else conn.execute("SELECT labels FROM vocabularies WHERE name = ?", (name,)).fetchone()
+        return None if row is None else self._vocabulary_labels(name, row[0])
+
+    def vocabularies(self) -> list[tuple[str, int]]:
+        """``(name, number of labels)`` of every saved vocabulary, by name."""
+        with self._lock, self._guard():
+            conn = self._has("vocabularies")
+            rows = [] if conn is None else conn.execute("SELECT name, labels FROM vocabularies ORDER BY name").fetchall()
+        return [(str(name), len(self._vocabulary_labels(str(name), blob))) for name, blob in rows]
+
+    def delete_vocabulary(self, name: str) -> bool:
+        """Delete the vocabulary ``name``; False when there was none (nothing is written then)."""
+        if self.vocabulary(name) is None:
+            return False
+        with self._guard(), self._write() as conn:
+            return conn.execute("DELETE FROM vocabularies WHERE name = ?", (name,)).rowcount > 0
+
+    def _vocabulary_labels(self, name: str, blob: object) -> list[str]:
+        try:
+            items = json.loads(str(blob))
+        except ValueError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+            raise UnusableLabelBank(f"the saved vocabulary '{name}' is not a JSON list of labels", path=self.path)
+        return items
 
     # ------------------------------------------------------------------ LLM attributes (fixed LLM prompting)
     def attribute_records(self, *, fingerprint: str, prompt_key: str, labels: Sequence[str]) -> dict[str, AttributeRecord]:
@@ -407,14 +601,23 @@ class LabelBank:
         ``prompt_key``; missing labels are absent (an empty list is stored: the LLM gave nothing usable)."""
         if isinstance(labels, str):
             raise TypeError("labels must be a sequence of strings, not one string")
+        if self._disabled is not None:
+            return {}
+        try:
+            return self._attribute_records(fingerprint, prompt_key, labels)
+        except LabelBankError as exc:
+            return self._degrade(exc, {}, "asking the LLM again")
+
+    def _attribute_records(self, fingerprint: str, prompt_key: str, labels: Sequence[str]) -> dict[str, AttributeRecord]:
         found: dict[str, AttributeRecord] = {}
         with self._lock, self._guard():
-            if not _has_table(self._db, "attributes"):
+            conn = self._has("attributes")
+            if conn is None:
                 return found
             unique = list(dict.fromkeys(labels))
             for start in range(0, len(unique), _CHUNK):
                 chunk = unique[start : start + _CHUNK]
-                rows = self._db.execute(
+                rows = conn.execute(
                     f"SELECT label, attributes, raw, created_at FROM attributes WHERE fingerprint = ? AND prompt_key = ? AND label IN ({','.join('?' * len(chunk))})",
                     (fingerprint, prompt_key, *chunk),
                 )
@@ -422,7 +625,7 @@ class LabelBank:
                     try:
                         items = json.loads(blob)
                     except ValueError:
-                        raise self._unusable(f"stored attributes of '{label}' are not JSON") from None
+                        raise UnusableLabelBank(f"the stored attributes of '{label}' are not JSON", path=self.path) from None
                     found[str(label)] = AttributeRecord(str(label), tuple(str(x) for x in items), str(raw or ""), float(created))
         return found
 
@@ -432,58 +635,18 @@ class LabelBank:
 
     def put_attributes(self, *, fingerprint: str, prompt_key: str, attributes: Mapping[str, Sequence[str]], raw: Mapping[str, str] | None = None) -> None:
         """Store (or replace) ``label -> attributes`` (and the LLM's raw answers) in one transaction."""
+        if self._disabled is not None:
+            return
         now = time.time()
         rows = [
             (fingerprint, prompt_key, label, json.dumps([str(x) for x in items], ensure_ascii=False), (raw or {}).get(label, ""), now)
             for label, items in attributes.items()
         ]
-        with self._guard(), self._write() as conn:
-            conn.execute(_ATTRIBUTES_SCHEMA)
-            conn.executemany("INSERT OR REPLACE INTO attributes (fingerprint, prompt_key, label, attributes, raw, created_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
-
-
-_ATTRIBUTES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS attributes (
-    fingerprint TEXT NOT NULL,
-    prompt_key TEXT NOT NULL,
-    label TEXT NOT NULL,
-    attributes TEXT NOT NULL,
-    raw TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (fingerprint, prompt_key, label)
-) WITHOUT ROWID
-"""
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
-
-
-_MODELS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS models (
-    fingerprint TEXT NOT NULL,
-    model TEXT NOT NULL,
-    seen_at REAL NOT NULL,
-    PRIMARY KEY (fingerprint, model)
-) WITHOUT ROWID
-"""
-
-
-def _has_models_table(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'models'").fetchone() is not None
-
-
-def _filters(fingerprint: str | None, prompt_key: str | None) -> tuple[str, tuple[str, ...]]:
-    clauses, args = [], []
-    for column, value in (("fingerprint", fingerprint), ("prompt_key", prompt_key)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            args.append(value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
-
-
-def _write_bytes_atomic(target: Path, payload: bytes) -> None:
-    try:
-        atomic_write(target, payload)
-    except OSError as exc:
-        raise InputError(f"cannot write the export ({exc.strerror or exc})", path=target) from None
+        try:
+            with self._guard(), self._write() as conn:
+                conn.execute(ATTRIBUTES_SCHEMA)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO attributes (fingerprint, prompt_key, label, attributes, raw, created_at) VALUES (?, ?, ?, ?, ?, ?)", rows
+                )
+        except LabelBankError as exc:
+            self._degrade(exc, None, f"LLM attributes of {len(rows)} label(s) not cached")

@@ -139,3 +139,13 @@ def test_abort_and_broken_pipe_end_quietly(monkeypatch, capsys):
     assert code == 1 and err.strip() == "aborted"
     code, _, err = _run(monkeypatch, capsys, "crash", "pipe")
     assert code == 1 and err == ""
+
+
+def test_labels_attributes_text_output_escapes_control_characters(cli, tiny_t5_dir, tmp_path):
+    """`labels attributes` prints labels (and LLM output) as text; its JSON keeps the label exact."""
+    bank = str(tmp_path / "bank.sqlite")
+    code, out, _err = cli("labels", "attributes", "red\x1b[31mcar", "--llm", str(tiny_t5_dir), "--label-bank", bank)
+    assert code == 0
+    assert "\x1b" not in out and "red\\x1b[31mcar" in out
+    code, out, _err = cli("labels", "attributes", "red\x1b[31mcar", "--llm", str(tiny_t5_dir), "--label-bank", bank, "--format", "json")
+    assert code == 0 and json.loads(out)[0]["label"] == "red\x1b[31mcar"

@@ -145,13 +145,15 @@ def labels_attributes(
     ]
     if fmt == "json":
         print(json.dumps(rows, indent=2, ensure_ascii=False))
-    else:
+    else:  # LLM output and labels are shown as text: control characters escaped (the JSON form keeps them exact)
+        from openvocab.results import terminal_text as shown
+
         for row in rows:
-            print(f"{row['label']} ({row['source']}):")
+            print(f"{shown(row['label'])} ({row['source']}):")
             for attribute in row["attributes"]:
-                print(f"  - {attribute}")
+                print(f"  - {shown(attribute)}")
             if not row["attributes"]:
-                print(f"  (none usable: scored as '{PLAIN_TEMPLATE.replace('{label}', row['label'])}')")
+                print(f"  (none usable: scored as '{shown(PLAIN_TEMPLATE.replace('{label}', row['label']))}')")
             if raw:
                 print(f"  raw answer: {row['raw']!r}")
     generated = sum(a.generated for a in found.values())

@@ -9,6 +9,7 @@
 - :mod:`~openvocab.cli.train`, :mod:`~openvocab.cli.evaluate`, :mod:`~openvocab.cli.features` -- ``train``,
   ``evaluate``, ``features extract|train-head``;
 - :mod:`~openvocab.cli.calibrate` -- ``calibrate`` (multi-label scores and threshold, multi-label paper §4.6);
+- :mod:`~openvocab.cli.serve` -- ``serve`` (the HTTP API and web page, :mod:`openvocab.serve`);
 - :mod:`~openvocab.cli.common` -- shared options, logging, output, progress bars and :func:`run_app`.
 
 Every user-caused failure prints one line (``error: <file>: <problem>``) and exits non-zero; batch commands carry on
@@ -25,6 +26,7 @@ from openvocab.cli import calibrate as _calibrate
 from openvocab.cli import classify as _classify
 from openvocab.cli import evaluate as _evaluate
 from openvocab.cli import labels_synthesize as _labels_synthesize
+from openvocab.cli import serve as _serve
 from openvocab.cli import train as _train
 from openvocab.cli.common import run_app
 from openvocab.cli.data import data_app
@@ -54,6 +56,7 @@ app.command()(_evaluate.evaluate)
 app.command()(_calibrate.calibrate)
 app.add_typer(features_app, name="features")
 app.add_typer(flow_app, name="flow", help="Optical flow: precompute the flow of a dataset's videos (MOV §4.1).")
+app.command()(_serve.serve)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from PIL import Image
 import openvocab
 from openvocab.io.encode import write_video
 from openvocab.serve import create_app
-from openvocab.serve.limits import split_label_text
+from openvocab.text.prompts import parse_labels_text
 
 pytest.importorskip("httpx2", reason="FastAPI's TestClient needs httpx2")
 from starlette.testclient import TestClient  # noqa: E402
@@ -243,8 +243,8 @@ def test_progress_reports_queue_position_then_done(clf, media, tmp_path):
 
 
 def test_labels_box_parsing_and_cleaning(client, media):
-    assert split_label_text("playing guitar, yoga ,, dog barking") == ["playing guitar", "yoga", "dog barking"]
-    assert split_label_text("a, b\n# a comment\n\n  c  d \r\n") == ["a, b", "c d"]  # several lines: commas are kept
+    assert parse_labels_text("playing guitar, yoga ,, dog barking") == ["playing guitar", "yoga", "dog barking"]
+    assert parse_labels_text("a, b\n# a comment\n\n  c  d \r\n") == ["a, b", "c d"]  # several lines: commas are kept
     body = client.post("/classify", data={"path": "clip.mp4", "labels": "Yoga\nyoga\n juggling "}).json()
     assert sorted(body["timeline"]["labels"]) == ["Yoga", "juggling"]
     assert any("duplicate label 'yoga'" in w for w in body["warnings"])

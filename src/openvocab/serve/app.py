@@ -40,13 +40,14 @@ from starlette.exceptions import HTTPException
 from openvocab.errors import OpenVocabError
 from openvocab.serve.errors import ServeError, scrub
 from openvocab.serve.jobs import ClassifyJob, ClassifyOptions, LabelsJob
-from openvocab.serve.limits import VOCABULARY_NAME, Limits, check_labels, not_a_video, sniff_video, split_label_text
+from openvocab.serve.limits import VOCABULARY_NAME, Limits, check_labels, not_a_video, sniff_video
 from openvocab.serve.media import MediaRoot, read_head
 from openvocab.serve.models import ServedModel, served_models
 from openvocab.serve.openapi import CLASSIFY_BODY, CLASSIFY_RESPONSES, docs_page
 from openvocab.serve.upload import Disconnected, Form, read_form
 from openvocab.serve.work_queue import Job, JobCancelled, QueueFull, WorkQueue
 from openvocab.text import label_bank as _label_bank
+from openvocab.text.prompts import parse_labels_text
 
 log = logging.getLogger("openvocab.serve")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -260,7 +261,7 @@ async def _classify_job(form: Form, *, model_of, vocabulary_labels, media: Media
     text, vocabulary = fields.get("labels", ""), fields.get("vocabulary", "").strip()
     if text.strip() and vocabulary:
         raise ServeError(400, "give 'labels' or 'vocabulary', not both")
-    raw = await run_in_threadpool(vocabulary_labels, vocabulary) if vocabulary else split_label_text(text)
+    raw = await run_in_threadpool(vocabulary_labels, vocabulary) if vocabulary else parse_labels_text(text)
     labels, warnings = check_labels(raw, limits)
     options = ClassifyOptions.from_fields(fields, limits)
     return ClassifyJob(model=model, video=video, display=display, labels=labels, options=options, warnings=warnings, hide=hide)

@@ -3,8 +3,6 @@
 * :class:`Limits` -- upload size (413), label count and length (422), frames / views / segments per request (400);
 * :func:`sniff_video` -- the container type from the first bytes of a file (magic numbers), never from its name:
   anything else is refused with 415 before FFmpeg sees it;
-* :func:`split_label_text` -- the labels box: one label per line, or comma-separated when it is one line (the CLI's
-  ``--labels`` rule, :func:`openvocab.text.prompts.parse_labels_arg`, for a one-line text);
 * :func:`check_labels` -- count, length and control characters, then :func:`openvocab.text.prompts.clean_labels`
   (the library's one cleaning rule: whitespace collapsed, case-insensitive duplicates dropped with a warning).
 """
@@ -87,17 +85,6 @@ def not_a_video(name: str) -> ServeError:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-def split_label_text(text: str) -> list[str]:
-    """The labels box: one label per line (blank lines and lines starting with ``#`` skipped, as in a labels file),
-    or, when the text is one line, comma-separated labels (``"a, b, c"``). Whitespace is collapsed; nothing is
-    deduplicated here (:func:`check_labels` does that, with warnings)."""
-    lines = [" ".join(line.split()) for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    lines = [line for line in lines if line and not line.startswith("#")]
-    if len(lines) == 1:
-        lines = [" ".join(part.split()) for part in lines[0].split(",")]
-    return [line for line in lines if line]
-
-
 def check_labels(labels: list[str], limits: Limits) -> tuple[list[str], list[str]]:
     """``(cleaned labels, warnings)`` or a 422 :class:`ServeError`: none, more than ``max_labels``, one longer than
     ``max_label_length`` characters, or one with control characters. The count is checked before cleaning, so a

@@ -191,6 +191,17 @@ def clean_labels(labels: Iterable[str], *, source: str | Path | None = None) -> 
     return cleaned, warnings
 
 
+def parse_labels_text(text: str) -> list[str]:
+    """Labels typed or pasted as text (the web page's labels box): one label per line, blank lines and ``#`` lines
+    skipped as in a labels file (:func:`read_labels_file`); text of one line is a comma-separated list
+    (:func:`parse_labels_arg`). Whitespace is collapsed; duplicates are left for :func:`clean_labels`. Returns ``[]``
+    for text with no label (the caller says what is missing)."""
+    lines = [" ".join(line.split()) for _, line in _content_lines(text)]
+    if len(lines) == 1:
+        lines = [" ".join(part.split()) for part in lines[0].split(",")]
+    return [line for line in lines if line]
+
+
 def parse_labels_arg(text: str) -> list[str]:
     """Split a command-line label list on commas: ``"playing guitar, yoga"`` -> ``["playing guitar", "yoga"]``.
 

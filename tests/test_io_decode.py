@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def test_read_returns_exactly_the_requested_frames(make_video, frame_code, suffi
     everything = source.read_all()
     assert frame_code.frame_indices(everything.frames) == list(range(40))
     assert probe_video(path) == info
+    assert source.info.warnings == ()  # a sound file decodes without a word of warning
 
 
 def test_frame_folder_natural_order(tmp_path: Path, frame_code) -> None:
@@ -261,6 +263,8 @@ def test_truncated_mp4(make_video, frame_code, tmp_path: Path, layout: str, keep
         return
     assert out.frames.shape[0] == declared
     assert source.info.num_frames <= declared
+    if source.info.num_frames < declared:  # the loss is said, naming the file
+        assert any(w.startswith(f"{path}: only {source.info.num_frames} of the {declared} frames") for w in source.info.warnings)
     if layout == "faststart":
         got = frame_code.frame_indices(out.frames)
         true_count = source.info.num_frames
@@ -335,3 +339,150 @@ def test_write_video_is_atomic_and_validates(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.avi"]
     odd_gif = write_video(tmp_path / "odd.gif", np.zeros((2, 33, 47, 3), np.uint8))  # palette codecs allow odd sizes
     assert (probe_video(odd_gif).width, probe_video(odd_gif).height) == (47, 33)
+
+
+# ------------------------------------------------------------------------------------------------- what is a video
+def _random_file(tmp_path: Path, name: str, size: int, seed: int) -> Path:
+    path = tmp_path / name
+    path.write_bytes(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
+    return path
+
+
+def test_random_bytes_named_cdg_are_not_a_video(tmp_path: Path) -> None:
+    """Issue 10: 64 random bytes were accepted as a 0.007 s video by FFmpeg's CD+G demuxer, chosen by the name."""
+    path = _random_file(tmp_path, "noise.cdg", 64, seed=22)
+    with av.open(str(path)) as container:  # the trap is real: FFmpeg decodes frames from these bytes
+        assert container.format.name == "cdg" and next(container.decode(video=0)).width == 300
+    with pytest.raises(VideoDecodeError) as err:
+        open_video(path)
+    _assert_one_line_error(err.value, path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not a video: FFmpeg recognises no format in its content")
+    assert "(.cdg)" in message and "64 bytes" in message and "CD Graphics" in message and "300x216" in message
+
+
+@pytest.mark.parametrize("suffix", ["cdg", "h261", "nfo", "ans", "vt", "mp4", "avi", "mkv", "m4v", "ts", "mpg", "h264", "yuv", "bin", ""])
+def test_random_bytes_are_never_a_video(tmp_path: Path, suffix: str) -> None:
+    for seed in range(8):
+        for size in (16, 64, 256, 4096):
+            path = _random_file(tmp_path, f"r{seed}_{size}.{suffix}" if suffix else f"r{seed}_{size}", size, seed * 7 + size)
+            with pytest.raises(VideoDecodeError) as err:
+                open_video(path)
+            assert str(err.value).count(str(path)) == 1 and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "fmt", "codec"),
+    [("mpg", "mpeg", "mpeg2video"), ("ts", "mpegts", "mpeg2video"), ("h264", "h264", "libx264"), ("m4v", "m4v", "mpeg4"), ("mjpeg", "mjpeg", "mjpeg")],
+)
+def test_containers_without_a_strong_signature_still_decode(tmp_path: Path, frame_code, suffix: str, fmt: str, codec: str) -> None:
+    """Formats outside SIGNATURE_FORMATS are probed again with the name hidden: real files pass that probe."""
+    from openvocab.io.decode import SIGNATURE_FORMATS
+
+    path = tmp_path / f"clip.{suffix}"
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        if codec in ("mpeg4", "mpeg2video", "mjpeg"):
+            stream.bit_rate = 4_000_000
+        for i in range(12):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame_code.index_frame(i, 96, 64), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        assert container.format.name not in SIGNATURE_FORMATS
+    source = open_video(path)
+    assert source.info.num_frames == 12 and source.info.warnings == ()
+    assert frame_code.frame_indices(source.read([0, 5, 11]).frames) == [0, 5, 11]
+
+
+@pytest.mark.parametrize(("name", "ext"), [("photo.mp4", ".png"), ("photo.avi", ".jpg"), ("photo.mkv", ".bmp"), ("photo.png", ".png")])
+def test_still_images_are_not_videos(tmp_path: Path, name: str, ext: str) -> None:
+    ok, data = cv2.imencode(ext, np.full((48, 64, 3), 128, np.uint8))
+    assert ok
+    path = tmp_path / name
+    path.write_bytes(data.tobytes())
+    with pytest.raises(VideoDecodeError) as err:
+        open_video(path)
+    _assert_one_line_error(err.value, path)
+    assert "not a video (a still " in str(err.value) and "put them in a folder" in str(err.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_fifo_is_refused_without_opening_it(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "pipe.mp4"
+    os.mkfifo(path)
+    box: dict = {}
+
+    def attempt() -> None:
+        try:
+            open_video(path)
+        except InputError as exc:
+            box["error"] = str(exc)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(60)  # opening a FIFO for reading would block until a writer comes: never return
+    assert not thread.is_alive(), "open_video blocked on a FIFO"
+    assert box["error"] == f"{path}: not a regular file (a FIFO); save it to a file first"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links as on POSIX")
+def test_broken_and_looping_links(tmp_path: Path) -> None:
+    dangling, cycle = tmp_path / "gone.mp4", tmp_path / "cycle.mp4"
+    os.symlink("nowhere.mp4", dangling)
+    os.symlink("cycle.mp4", cycle)
+    for path, reason in ((dangling, "broken symbolic link (its target nowhere.mp4 does not exist)"), (cycle, "symbolic link loop")):
+        with pytest.raises(InputError) as err:
+            open_video(path)
+        assert str(err.value).startswith(f"{path}: {reason}")
+
+
+def test_unreadable_container_message_names_the_file_once(tmp_path: Path) -> None:
+    path = _random_file(tmp_path, "short.mp4", 16, seed=1)
+    with pytest.raises(VideoDecodeError) as err:
+        open_video(path)
+    assert str(err.value).count(str(path)) == 1 and "\n" not in str(err.value)
+    assert "Errno" not in str(err.value)
+
+
+def test_4k_frames_are_shrunk_before_they_become_arrays(tmp_path: Path) -> None:
+    """Memory stays bounded: a 3840x2160 frame is never held as a full-size RGB array (24.9 MB each)."""
+    import tracemalloc
+
+    y, x = np.mgrid[0:2160, 0:3840]
+    frame = np.stack([(x // 15) % 256, (y // 9) % 256, np.zeros_like(x)], axis=-1).astype(np.uint8)
+    path = write_video(tmp_path / "uhd.mp4", np.stack([frame, frame[::-1]]))
+    del frame, y, x
+    source = open_video(path)
+    assert (source.info.width, source.info.height) == (3840, 2160)
+    tracemalloc.start()
+    try:
+        out = source.read([1, 0, 1], max_short_side=224)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.frames.shape == (3, 224, 398, 3)
+    assert peak < 5_000_000, peak  # a full-size RGB copy alone would be 24,883,200 bytes
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("playlist.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nreal.mkv\n#EXT-X-ENDLIST\n"),
+        ("list.mp4", "ffconcat version 1.0\nfile 'real.mkv'\n"),
+        ("list.ffconcat", "ffconcat version 1.0\nfile 'real.mkv'\n"),
+    ],
+)
+def test_playlists_are_not_followed(make_video, tmp_path: Path, name: str, text: str) -> None:
+    """A playlist makes FFmpeg read other files (a server must never be led outside its media root by one)."""
+    make_video("real.mkv", 5)
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(VideoDecodeError) as err:
+        open_video(path)
+    _assert_one_line_error(err.value, path)
+    assert "not a video" in str(err.value)

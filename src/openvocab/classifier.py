@@ -390,6 +390,7 @@ class VideoClassifier:
     ) -> ClipResult:
         pool = functools.partial(self.pool, streams=emb.streams)
         rule, probabilities, notes = self._rule(labels, emb, name)
+        notes = [*emb.info.warnings, *notes]  # what the decoder could not decode (a truncated or damaged file)
         probs = score_views(emb.frames, label_emb, logit_scale=scale, multi_label=multi_label, bias=bias, pool=pool, probabilities=probabilities)
         k = min(top_k, len(labels))
         ranked = _ranked(probs, labels, k)

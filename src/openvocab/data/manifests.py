@@ -259,6 +259,8 @@ def _validate_row(fields: dict, line: int, source: str, base: Path, collector: L
     raw_path = (fields.get("path") or "").strip()
     if not raw_path:
         return RowProblem(source, line, "empty path", EMPTY_PATH)
+    if "\x00" in raw_path:
+        return RowProblem(source, line, "malformed row: the path contains a NUL character", MALFORMED)
     raw_segments = fields.get("segments") or []
     if not fields["labels"] and not raw_segments:
         return RowProblem(source, line, f"no labels for {raw_path}", MISSING_LABEL)

@@ -228,8 +228,8 @@ def parse_time(value: object) -> float | None:
         raise ValueError(f"{value!r} is not a time in seconds")
     try:
         seconds = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a time in seconds") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
+        raise ValueError(f"{str(value)[:20]!r} is not a time in seconds") from None
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{value!r} is not a time >= 0 s")
     return seconds

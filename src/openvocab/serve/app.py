@@ -254,6 +254,8 @@ async def _classify_job(form: Form, *, model_of, vocabulary_labels, media: Media
     else:
         video, display = media.resolve(path_text)
         head = await run_in_threadpool(read_head, video)
+        if not head:  # as for an empty upload
+            raise ServeError(422, f"{display}: empty file (0 bytes)")
         if sniff_video(head) is None:
             raise not_a_video(display)
         hide = {str(video): display, str(media.root): "<media root>"}

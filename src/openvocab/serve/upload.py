@@ -64,7 +64,7 @@ class _Reader:
         self.form, self.temp_dir, self.limits = form, temp_dir, limits
         self.header_field = bytearray()
         self.header_value = bytearray()
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, bytes] = {}  # raw values: browsers send UTF-8 file names unescaped
         self.name: str | None = None
         self.value = bytearray()
         self.fd: int | None = None
@@ -84,11 +84,11 @@ class _Reader:
         self.header_value += data[start:end]
 
     def on_header_end(self) -> None:
-        self.headers[self.header_field.decode("latin-1").lower()] = self.header_value.decode("utf-8", "replace")
+        self.headers[self.header_field.decode("latin-1").lower()] = bytes(self.header_value)
         self.header_field, self.header_value = bytearray(), bytearray()
 
     def on_headers_finished(self) -> None:
-        kind, params = parse_options_header(self.headers.get("content-disposition", ""))
+        kind, params = parse_options_header(self.headers.get("content-disposition", b""))
         name = params.get(b"name")
         if kind != b"form-data" or name is None:
             raise ServeError(400, "a multipart part without a form-data name")

@@ -90,7 +90,11 @@ class VideoClipDataset(Dataset):
             return self._load(index, record)
         except OpenVocabError as exc:
             log.warning("skipped %s", exc)
-            return None
+            return self._failed(record, exc)
+
+    def _failed(self, record, exc: OpenVocabError):
+        """What a clip that cannot be decoded becomes in a batch (``None``: the collate function drops it)."""
+        return None
 
     def _load(self, index: int, record: VideoRecord) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index])

@@ -110,14 +110,9 @@ class TrainingClips(VideoClipDataset):
     :class:`DecodeFailure` instead of ``None``), so that the trainer can name a failure even when the clips decode
     in DataLoader worker processes (a training set where no clip decodes stops with that line)."""
 
-    def __getitem__(self, index: int):
-        record = self.records[index]
-        try:
-            return self._load(index, record)
-        except OpenVocabError as exc:
-            log.warning("skipped %s", exc)
-            message = str(exc)
-            return DecodeFailure(message if message.startswith(str(record.path)) else f"{record.path}: {message}")
+    def _failed(self, record, exc: OpenVocabError) -> DecodeFailure:
+        message = str(exc)
+        return DecodeFailure(message if message.startswith(str(record.path)) else f"{record.path}: {message}")
 
 
 def collate_training_clips(items: list) -> dict:
